@@ -1,0 +1,3 @@
+from kdfair_cli.cli.app import main
+
+main()

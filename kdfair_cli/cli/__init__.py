@@ -1,0 +1,1 @@
+"""Thin typer front-ends: parse options, call a plain function, print."""

@@ -1,0 +1,8 @@
+"""`kdfair train-teacher` (not implemented yet)."""
+
+from kdfair_cli.cli.common import not_implemented
+
+
+def command() -> None:
+    """Not implemented yet."""
+    not_implemented("train-teacher")

@@ -1,0 +1,1 @@
+"""Datasets: readers of standard on-disk layouts and generators (Trifeature)."""

@@ -1,0 +1,26 @@
+"""Dataset names -> openers. `open_dataset("trifeature", path)` returns a Dataset."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from kdfair_cli.data.base import Dataset
+from kdfair_cli.errors import KdfairError
+
+#: name -> "module:function"; the function takes (path, **options) and returns a Dataset.
+DATASETS: dict[str, str] = {
+    "trifeature": "kdfair_cli.data.trifeature:open_trifeature",
+}
+
+
+def open_dataset(name: str, path: str | Path, **options: Any) -> Dataset:
+    """Open dataset `name` stored at `path`; KdfairError for an unknown name or bad folder."""
+    if name not in DATASETS:
+        raise KdfairError(f"unknown dataset '{name}'; expected one of: {', '.join(sorted(DATASETS))}")
+    path = Path(path)
+    if not path.exists():
+        raise KdfairError(f"data folder {path} does not exist")
+    module_name, func = DATASETS[name].split(":")
+    return getattr(importlib.import_module(module_name), func)(path, **options)

@@ -1,0 +1,16 @@
+"""The one exception type for user errors.
+
+Anything the user can fix (a bad path, a missing column, an option out of range) raises
+KdfairError with a message naming the file, column or value at fault. The CLI turns it into one
+line `kdfair: error: ...` and exit code 2; everything else is a failed run (exit code 1).
+"""
+
+
+class KdfairError(Exception):
+    """A user error: bad usage or bad input. Printed as one line, exit code 2."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise KdfairError(message) unless condition holds."""
+    if not condition:
+        raise KdfairError(message)

@@ -1,0 +1,1 @@
+"""File formats: atomic writes, predictions Parquet, model directories."""
