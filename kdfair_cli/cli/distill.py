@@ -1,8 +1,44 @@
-"""`kdfair distill` (not implemented yet)."""
+"""`kdfair distill`: train a student from a teacher at temperature T (the paper's KD loss)."""
 
-from kdfair_cli.cli.common import not_implemented
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kdfair_cli.cli.train_options import run_training, split_options, with_train_options
 
 
-def command() -> None:
-    """Not implemented yet."""
-    not_implemented("distill")
+@with_train_options
+def command(
+    arch: str = typer.Option(..., "--arch", help="Student architecture, e.g. lenet5."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
+    temperature: float = typer.Option(..., "--temperature", "-T", help="Softmax temperature T > 0."),
+    teacher: Path = typer.Option(None, "--teacher", help="Teacher model directory (online distillation)."),
+    teacher_logits: Path = typer.Option(None, "--teacher-logits", help="Teacher predictions on the train split "
+                                        "(offline distillation; the teacher runs once for a whole sweep)."),
+    alpha: float = typer.Option(0.8, "--alpha", help="Weight of the DISTILLATION term: L = alpha*T^2*KL + "
+                                "(1-alpha)*CE. alpha=1 is pure distillation (some tools use the opposite)."),
+    t2_scaling: bool = typer.Option(True, "--t2-scaling/--no-t2-scaling", help="Multiply the KL term by T^2 "
+                                    "(Hinton et al.); the paper does not say."),
+    **options: Any,
+) -> None:
+    """Distil a student from a teacher model or from cached teacher logits.
+
+    Examples:
+
+        kdfair distill --teacher runs/teacher-s0 --data data/trifeature --arch lenet5 -T 4 -o runs/ds-T4-s0
+
+        kdfair predict runs/teacher-s0 --split train -o cache/teacher-s0-train.parquet
+
+        kdfair distill --teacher-logits cache/teacher-s0-train.parquet --data data/trifeature --arch lenet5 -T 4 -o runs/ds-T4-s0
+    """
+    from kdfair_cli.train.config import TrainConfig
+    from kdfair_cli.train.teacher import teacher_setup
+
+    config, run = split_options(options)
+    cfg = TrainConfig(arch=arch, out=str(out), role="ds", temperature=temperature, alpha=alpha,
+                      kd_scale_t2=t2_scaling, teacher=str(teacher) if teacher else None,
+                      teacher_logits=str(teacher_logits) if teacher_logits else None, **config)
+    run_training(cfg, run, teacher_setup)

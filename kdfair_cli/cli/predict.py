@@ -1,8 +1,40 @@
-"""`kdfair predict` (not implemented yet)."""
+"""`kdfair predict`: run a model over a split and write the predictions file (logits at T = 1)."""
 
-from kdfair_cli.cli.common import not_implemented
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from kdfair_cli.cli.common import console
 
 
-def command() -> None:
-    """Not implemented yet."""
-    not_implemented("predict")
+def command(
+    model_dir: Path = typer.Argument(..., help="A model directory written by train-teacher or distill."),
+    out: str = typer.Option(..., "--out", "-o", help="Predictions Parquet to write; '-' for stdout."),
+    split: str = typer.Option("test", "--split", help="Split to predict (train gives the teacher-logit cache)."),
+    data: Path = typer.Option(None, "--data", help="Dataset folder (default: the one in model.json)."),
+    dataset: str = typer.Option(None, "--dataset", help="Dataset name (default: the one in model.json)."),
+    batch_size: int = typer.Option(512, "--batch-size", help="Inference batch size."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    amp: bool = typer.Option(False, "--amp/--no-amp", help="bf16 autocast on CUDA (off by default: exact logits)."),
+) -> None:
+    """Write the predictions file of a model on one split (sample_id, label, pred, logits, attr_*).
+
+    Example:
+
+        kdfair predict runs/teacher-s0 --split test -o preds/teacher-s0.parquet
+    """
+    from kdfair_cli.inference import predict_split
+    from kdfair_cli.io.atomic import check_writable
+    from kdfair_cli.io.predictions import write_predictions
+
+    if out != "-":
+        check_writable(out)
+    res = predict_split(model_dir, split=split, data=str(data) if data else None, dataset=dataset,
+                        device=device, batch_size=batch_size, amp=amp)
+    write_predictions(out, sample_id=res.sample_id, label=res.label, logits=res.logits, attrs=res.attrs,
+                      meta=res.meta)
+    acc = float((res.logits.argmax(1) == res.label).mean()) if len(res.label) else float("nan")
+    console.print(f"{model_dir} on {res.meta['dataset']}/{split}: {len(res.label)} samples, "
+                  f"accuracy {acc:.4f} -> {out}")

@@ -1,8 +1,34 @@
-"""`kdfair train-teacher` (not implemented yet)."""
+"""`kdfair train-teacher`: train a model on hard labels (teacher, or the NDS baseline)."""
 
-from kdfair_cli.cli.common import not_implemented
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kdfair_cli.cli.train_options import run_training, split_options, with_train_options
 
 
-def command() -> None:
-    """Not implemented yet."""
-    not_implemented("train-teacher")
+@with_train_options
+def command(
+    arch: str = typer.Option(..., "--arch", help="Architecture: resnet20/32/44/56/110, lenet5."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
+    role: str = typer.Option("", "--role", help="teacher or nds (default: nds for lenet5, else teacher)."),
+    **options: Any,
+) -> None:
+    """Train a model on hard labels; the NDS baseline is the same command with the student arch.
+
+    Example:
+
+        kdfair train-teacher --data data/trifeature --arch resnet20 --epochs 15 -o runs/teacher-s0
+    """
+    from kdfair_cli.errors import KdfairError
+    from kdfair_cli.train.config import TrainConfig
+
+    role = role or ("nds" if arch == "lenet5" else "teacher")
+    if role not in ("teacher", "nds"):
+        raise KdfairError(f"--role '{role}': expected teacher or nds")
+    config, run = split_options(options)
+    cfg = TrainConfig(arch=arch, out=str(out), role=role, **config)
+    run_training(cfg, run)

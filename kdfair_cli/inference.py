@@ -1,0 +1,80 @@
+"""Run a trained model over a dataset split: the logits behind every predictions file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdfair_cli import __version__
+from kdfair_cli.data.registry import open_dataset
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.modeldir import load_model
+from kdfair_cli.train.batches import ImageBatches
+from kdfair_cli.train.device import resolve_device
+from kdfair_cli.train.loop import autocast
+
+
+@dataclass
+class SplitPredictions:
+    sample_id: np.ndarray
+    label: np.ndarray
+    logits: np.ndarray
+    attrs: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+@torch.no_grad()
+def compute_logits(model: torch.nn.Module, batches: ImageBatches, batch_size: int, amp: bool = False) -> np.ndarray:
+    """Logits at T = 1 for every sample, in order, without augmentation."""
+    model.eval()
+    chunks = []
+    for _, x in batches.sequential(batch_size):
+        with autocast(x.device, amp):
+            chunks.append(model(x).float().cpu())
+    return torch.cat(chunks).numpy().astype(np.float32, copy=False)
+
+
+def predict_split(model_dir: str | Path, *, split: str = "test", data: str | None = None,
+                  dataset: str | None = None, device: str = "auto", batch_size: int = 512,
+                  amp: bool = False) -> SplitPredictions:
+    """Predict one split of the dataset the model was trained on (or of `dataset` at `data`)."""
+    if batch_size <= 0:
+        raise KdfairError(f"--batch-size must be positive, got {batch_size}")
+    dev = resolve_device(device)
+    model, meta = load_model(model_dir, dev)
+    trained_on = meta.get("dataset", {})
+    name = dataset or trained_on.get("name")
+    path = data or trained_on.get("path")
+    if not name or not path:
+        raise KdfairError(f"{model_dir}: model.json names no dataset; give --dataset and --data")
+    ds = open_dataset(name, path)
+    info = ds.info
+    if split not in info.splits:
+        raise KdfairError(f"dataset {name} at {path} has no split '{split}'; it has: {', '.join(info.splits)}")
+    if info.num_classes != int(meta["num_classes"]):
+        raise KdfairError(f"model {model_dir} has {meta['num_classes']} classes, dataset {name} has {info.num_classes}")
+    if tuple(info.input_shape) != tuple(meta["input_shape"]):
+        raise KdfairError(f"model {model_dir} expects input {tuple(meta['input_shape'])}, "
+                          f"dataset {name} gives {tuple(info.input_shape)}")
+    part = ds.split(split)
+    norm = meta.get("normalization", {"mean": info.mean, "std": info.std})
+    images = torch.from_numpy(np.ascontiguousarray(part.images)).to(dev)
+    logits = compute_logits(model, ImageBatches(images, tuple(norm["mean"]), tuple(norm["std"])), batch_size, amp)
+    out_meta = {
+        "kdfair_version": __version__,
+        "num_classes": info.num_classes,
+        "class_names": list(info.class_names),
+        "attributes": {a.name: list(a.values) for a in info.attributes},
+        "dataset": info.name,
+        "dataset_fingerprint": info.fingerprint,
+        "split": split,
+        "model": {k: meta.get(k) for k in ("arch", "role", "seed", "temperature", "alpha", "kd_scale_t2",
+                                           "weights_sha256", "parameters")}
+        | {"dir": str(Path(model_dir).resolve()), "teacher": meta.get("teacher")},
+    }
+    return SplitPredictions(part.sample_id.astype(np.int64), part.labels.astype(np.int64), logits,
+                            dict(part.attrs), out_meta)

@@ -1,0 +1,93 @@
+"""The model directory of DESIGN.md: model.safetensors + model.json + history.parquet.
+
+Weights are safetensors only (never pickle). model.json carries everything needed to rebuild
+the model and to trace it (arch, classes, normalisation, dataset, role, hyperparameters, the
+weights' sha256); it is written last, so its presence marks a finished model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import atomic_path
+
+WEIGHTS = "model.safetensors"
+META = "model.json"
+HISTORY = "history.parquet"
+STATE = "train_state.pt"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model_dir(out: Path, state_dict: dict, meta: dict[str, Any], history: list[dict]) -> dict:
+    """Write weights, history, then model.json (with the weights' sha256); return the meta."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
+    with atomic_path(out / HISTORY) as tmp:
+        pd.DataFrame(history).to_parquet(tmp, index=False)
+    meta = {**meta, "weights_sha256": sha256_file(out / WEIGHTS)}
+    with atomic_path(out / META) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
+    """model.json of a finished model directory, or a KdfairError naming what is missing."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise KdfairError(f"model directory {model_dir} does not exist")
+    meta_path = model_dir / META
+    if not meta_path.exists():
+        hint = " (training has not finished; rerun with --resume)" if (model_dir / STATE).exists() else ""
+        raise KdfairError(f"{meta_path} is missing: not a finished kdfair model directory{hint}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KdfairError(f"{meta_path} is not valid JSON: {exc}") from exc
+    for key in ("arch", "num_classes", "input_shape"):
+        if key not in meta:
+            raise KdfairError(f"{meta_path} has no '{key}'")
+    return meta
+
+
+def load_model(model_dir: str | Path, device: Any = "cpu", verify: bool = True):
+    """Rebuild the model of `model_dir` and load its weights; returns (model in eval mode, meta)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from kdfair_cli.models.registry import build_model
+
+    model_dir = Path(model_dir)
+    meta = read_model_meta(model_dir)
+    weights = model_dir / WEIGHTS
+    if not weights.exists():
+        raise KdfairError(f"{weights} is missing: the model directory has no weights")
+    if verify and meta.get("weights_sha256") and sha256_file(weights) != meta["weights_sha256"]:
+        raise KdfairError(f"{weights} does not match the sha256 recorded in {model_dir / META}")
+    model = build_model(meta["arch"], int(meta["num_classes"]), tuple(meta["input_shape"]))
+    try:
+        state = load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise KdfairError(f"{weights} is not a readable safetensors file: {exc}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise KdfairError(f"{weights} does not fit arch '{meta['arch']}': {first}") from exc
+    return model.to(device).eval(), meta

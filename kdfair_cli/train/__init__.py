@@ -1,0 +1,1 @@
+"""Training: device choice, batch pipeline, KD loss, the shared loop, checkpoints."""

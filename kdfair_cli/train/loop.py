@@ -1,0 +1,197 @@
+"""The training loop shared by train-teacher and distill.
+
+One loop, an `objective` deciding the loss: cross-entropy on hard labels (teacher, NDS) or the
+KD loss (distilled student). Each epoch's sample order and augmentation are pure functions of
+(seed, epoch), and state is saved atomically after every epoch, so `--resume` after a kill
+ends with the same weights as an uninterrupted run. SIGTERM (what SLURM sends before
+preemption) stops at the next batch boundary; the last finished epoch is already on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import atomic_path
+from kdfair_cli.train.batches import ImageBatches, augment_generator, epoch_order
+from kdfair_cli.train.config import TrainConfig, lr_at
+from kdfair_cli.train.progress import EpochReporter
+
+#: objective(logits, labels, sample_index, inputs) -> scalar loss
+Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGTERM/SIGINT; the state of `epoch` finished epochs is saved."""
+
+    def __init__(self, epochs_done: int) -> None:
+        super().__init__(f"interrupted after {epochs_done} finished epoch(s)")
+        self.epochs_done = epochs_done
+
+
+@dataclass
+class LoopData:
+    train: ImageBatches
+    train_labels: torch.Tensor
+    val: ImageBatches | None = None
+    val_labels: torch.Tensor | None = None
+
+
+@dataclass
+class FitResult:
+    state_dict: dict
+    history: list[dict]
+    selected_epoch: int
+    seconds: float
+    samples_per_second: float
+    extra: dict = field(default_factory=dict)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when enabled; a no-op elsewhere (CPU results stay exact)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and BatchNorm parameters."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: ImageBatches, labels: torch.Tensor, batch_size: int,
+             amp: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) without augmentation."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for index, x in batches.sequential(max(batch_size, 256)):
+        with autocast(x.device, amp):
+            logits = model(x).float()
+        y = labels[index]
+        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    n = len(batches)
+    return loss_sum / n, correct / n
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[dict]:
+    """Turn SIGTERM/SIGINT into a flag the loop checks between batches."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):  # noqa: ARG001
+        flag["stop"] = True
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                history: list[dict], best: dict | None, run_hash: str) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epochs_done": epoch,
+             "history": history, "best": best, "run_hash": run_hash}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_state(path: Path, run_hash: str, device: torch.device) -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise KdfairError(f"cannot resume from {path}: {exc}") from exc
+    if state.get("run_hash") != run_hash:
+        raise KdfairError(f"cannot resume from {path}: it was written with other settings "
+                          "(use the same options, or drop --resume and use --force)")
+    return state
+
+
+def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective, device: torch.device,
+        state_path: Path, resume: bool = False, name: str = "train", verbose: bool = True) -> FitResult:
+    """Train `model` for cfg.epochs; returns the selected weights and the per-epoch history."""
+    torch.manual_seed(cfg.seed)
+    n = len(data.train)
+    steps = (n + cfg.batch_size - 1) // cfg.batch_size
+    optimizer = make_optimizer(model, cfg)
+    run_hash = cfg.run_hash()
+    history: list[dict] = []
+    best: dict | None = None
+    start_epoch = 0
+    if resume and state_path.exists():
+        state = _load_state(state_path, run_hash, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best, start_epoch = list(state["history"]), state["best"], int(state["epochs_done"])
+    model.to(device).train()
+    t_start = time.perf_counter()
+    trained = 0
+    with stop_on_signals() as flag, EpochReporter(name, cfg.epochs, steps, verbose) as report:
+        for epoch in range(start_epoch, cfg.epochs):
+            report.start_epoch(epoch)
+            t0 = time.perf_counter()
+            order = epoch_order(n, cfg.seed, epoch, device)
+            gen = augment_generator(cfg.seed, epoch, device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            for step in range(steps):
+                if flag["stop"]:
+                    raise Interrupted(epoch)
+                index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                lr = lr_at(cfg, epoch * steps + step, steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x = data.train.get(index, cfg.augment, gen)
+                y = data.train_labels[index]
+                with autocast(device, cfg.amp):
+                    logits = model(x)
+                    loss = objective(logits, y, index, x)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(index)
+                correct += (logits.detach().argmax(1) == y).sum()
+                if report.live:
+                    report.batch(float(loss), float(correct) / min(n, (step + 1) * cfg.batch_size))
+            trained += n
+            record = {"epoch": epoch, "train_loss": float(loss_sum) / n, "train_acc": float(correct) / n,
+                      "lr": lr, "seconds": time.perf_counter() - t0, "val_loss": None, "val_acc": None}
+            if data.val is not None:
+                record["val_loss"], record["val_acc"] = evaluate(model, data.val, data.val_labels,
+                                                                 cfg.batch_size, cfg.amp)
+            history.append(record)
+            if cfg.select == "best" and (best is None or (record["val_acc"] or 0) > best["val_acc"]):
+                best = {"epoch": epoch, "val_acc": record["val_acc"] or 0,
+                        "model": copy.deepcopy(model.state_dict())}
+            _save_state(state_path, model, optimizer, epoch + 1, history, best, run_hash)
+            report.end_epoch(record)
+    seconds = time.perf_counter() - t_start
+    if cfg.select == "best" and best is not None:
+        state_dict, selected = best["model"], int(best["epoch"])
+    else:
+        state_dict, selected = model.state_dict(), cfg.epochs - 1
+    return FitResult(state_dict, history, selected, seconds, trained / seconds if seconds > 0 else 0.0)

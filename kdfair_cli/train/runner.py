@@ -1,0 +1,147 @@
+"""From a TrainConfig to a finished model directory: data, model, objective, fit, save.
+
+train-teacher (roles teacher and nds) and distill (role ds) both end up here; they differ only
+in the objective handed to the shared loop.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kdfair_cli import __version__
+from kdfair_cli.data.base import DatasetInfo, Split
+from kdfair_cli.data.registry import open_dataset
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import check_writable
+from kdfair_cli.io.modeldir import META, STATE, save_model_dir
+from kdfair_cli.models.registry import build_model, count_parameters
+from kdfair_cli.train.batches import ImageBatches
+from kdfair_cli.train.config import TrainConfig
+from kdfair_cli.train.device import resolve_device
+from kdfair_cli.train.kd_loss import kd_loss
+from kdfair_cli.train.loop import FitResult, LoopData, Objective, evaluate, fit
+
+
+def split_train_val(info: DatasetInfo, dataset: Any, cfg: TrainConfig) -> tuple[Split, Split, str]:
+    """The training split and the validation split (the dataset's own, or a seeded holdout).
+
+    Model selection never looks at the test split.
+    """
+    train = dataset.split("train")
+    if "val" in info.splits:
+        return train, dataset.split("val"), "val split"
+    n_val = max(1, int(round(len(train) * cfg.val_fraction)))
+    perm = np.random.default_rng(cfg.seed).permutation(len(train))
+    keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    return _subset(train, keep, "train"), _subset(train, hold, "val"), f"{cfg.val_fraction:.0%} of train"
+
+
+def _subset(split: Split, index: np.ndarray, name: str) -> Split:
+    return Split(name, split.images[index], split.labels[index], split.sample_id[index],
+                 {k: v[index] for k, v in split.attrs.items()}, {k: v[index] for k, v in split.extra.items()})
+
+
+def to_batches(split: Split, info: DatasetInfo, device: torch.device) -> tuple[ImageBatches, torch.Tensor]:
+    images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
+    labels = torch.from_numpy(split.labels.astype(np.int64)).to(device)
+    return ImageBatches(images, info.mean, info.std), labels
+
+
+def prepare_output(out: Path, resume: bool, force: bool) -> None:
+    """Refuse to clobber a finished model unless --force; keep a resumable state for --resume."""
+    check_writable(out / META)
+    if (out / META).exists() and not force:
+        raise KdfairError(f"{out} already holds a finished model; use --force to overwrite it")
+    if (out / STATE).exists() and not resume and not force:
+        raise KdfairError(f"{out} holds an unfinished run; use --resume to continue it or --force to restart")
+    if force and not resume:
+        (out / STATE).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def hard_label_objective(cfg: TrainConfig) -> Objective:
+    return lambda logits, y, index, x: F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+
+
+def kd_objective(teacher_fn, cfg: TrainConfig) -> Objective:
+    """The paper's KD loss; teacher_fn(index, x) gives the teacher's logits for the batch."""
+    assert cfg.temperature is not None and cfg.alpha is not None
+
+    def objective(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return kd_loss(logits, teacher_fn(index, x), y, cfg.temperature, cfg.alpha, cfg.kd_scale_t2)
+
+    return objective
+
+
+def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, verbose: bool = True,
+                teacher_setup=None) -> dict:
+    """Train according to `cfg` and write the model directory; returns its model.json.
+
+    teacher_setup(cfg, info, train_split, device) -> (teacher_fn, provenance dict) is given by
+    distill; without it the model learns from hard labels.
+    """
+    cfg.validate()
+    out = Path(cfg.out)
+    prepare_output(out, resume, force)
+    device = resolve_device(cfg.device)
+    dataset = open_dataset(cfg.dataset, cfg.data)
+    info = dataset.info
+    train, val, val_source = split_train_val(info, dataset, cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, info.num_classes, info.input_shape).to(device)
+    provenance: dict[str, Any] = {}
+    if teacher_setup is None:
+        objective = hard_label_objective(cfg)
+    else:
+        teacher_fn, provenance = teacher_setup(cfg, info, train, device)
+        objective = kd_objective(teacher_fn, cfg)
+    train_b, train_y = to_batches(train, info, device)
+    val_b, val_y = to_batches(val, info, device)
+    data = LoopData(train_b, train_y, val_b, val_y)
+    result = fit(model, data, cfg, objective, device, out / STATE, resume=resume,
+                 name=f"{cfg.role}:{cfg.arch}", verbose=verbose)
+    model.load_state_dict(result.state_dict)
+    val_loss, val_acc = evaluate(model, val_b, val_y, cfg.batch_size, cfg.amp)
+    meta = _model_meta(cfg, info, model, result, device, val_source, val_loss, val_acc, provenance)
+    meta = save_model_dir(out, result.state_dict, meta, result.history)
+    (out / STATE).unlink(missing_ok=True)
+    return meta
+
+
+def _model_meta(cfg: TrainConfig, info: DatasetInfo, model: torch.nn.Module, result: FitResult,
+                device: torch.device, val_source: str, val_loss: float, val_acc: float,
+                provenance: dict) -> dict:
+    last = result.history[-1]
+    return {
+        "kdfair_version": __version__,
+        "arch": cfg.arch,
+        "role": cfg.role,
+        "seed": cfg.seed,
+        "num_classes": info.num_classes,
+        "class_names": list(info.class_names),
+        "input_shape": list(info.input_shape),
+        "normalization": {"mean": list(info.mean), "std": list(info.std)},
+        "dataset": {"name": info.name, "path": str(Path(cfg.data).resolve()), "fingerprint": info.fingerprint,
+                    "options": info.options, "attributes": {a.name: list(a.values) for a in info.attributes}},
+        "temperature": cfg.temperature,
+        "alpha": cfg.alpha,
+        "kd_scale_t2": cfg.kd_scale_t2 if cfg.role == "ds" else None,
+        "teacher": provenance or None,
+        "hyperparameters": cfg.to_json(),
+        "selection": {"kept": cfg.select, "epoch": result.selected_epoch,
+                      "validation": val_source, "metric": "val_acc"},
+        "parameters": count_parameters(model),
+        "final_metrics": {"train_loss": last["train_loss"], "train_acc": last["train_acc"],
+                          "val_loss": val_loss, "val_acc": val_acc},
+        "train_seconds": result.seconds,
+        "train_samples_per_second": result.samples_per_second,
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+    }
