@@ -327,9 +327,10 @@ class TrifeatureDataset:
         if missing or table.num_rows != n:
             raise KdfairError(f"{path} has {table.num_rows} rows and lacks columns {missing}; "
                               f"expected {n} rows with {', '.join(TABLE_COLUMNS)}")
-        columns = {c: table.column(c).to_numpy() for c in ("sample_id", "label", "color", "texture", "pose_id")}
-        columns = {c: v.astype(np.int64, copy=False) for c, v in columns.items()}
-        columns["spurious"] = table.column("spurious").to_numpy(zero_copy_only=False).astype(bool)
+        # copies: Arrow's zero-copy arrays are read-only, which torch.from_numpy warns about
+        columns = {c: np.array(table.column(c).to_numpy(), dtype=np.int64)
+                   for c in ("sample_id", "label", "color", "texture", "pose_id")}
+        columns["spurious"] = np.array(table.column("spurious").to_numpy(zero_copy_only=False), dtype=bool)
         return columns
 
 
