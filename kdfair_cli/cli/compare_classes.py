@@ -209,7 +209,7 @@ def command(
                     "classes": [{k: _scalar(rec[k][i]) for k in keys} for i in range(ref.num_classes)]})
     console.print(f"[bold]{res.n_significant}[/] of {ref.num_classes} classes significantly "
                   f"different ({res.test}, alpha={alpha}, correction={correction}; "
-                  f"{res.n_tested} tested)")
+                  f"{res.n_tested} tested)", soft_wrap=True)
 
 
 def _scalar(x: object) -> object:

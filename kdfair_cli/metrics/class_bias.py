@@ -63,7 +63,7 @@ def welch_per_class(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndar
         res = stats.ttest_ind(xa[:, ok], xb[:, ok], axis=0, equal_var=False)
         t[ok], p[ok] = res.statistic, res.pvalue
     diff = xa[0, zero] - xb[0, zero]
-    t[zero] = np.where(diff == 0, 0.0, np.sign(diff) * np.inf)
+    t[zero] = np.where(diff == 0, 0.0, np.copysign(np.inf, diff))
     p[zero] = np.where(diff == 0, 1.0, 0.0)
     note[zero] = "zero variance"
     return t, p, note
