@@ -53,10 +53,10 @@ def test_knn_is_exact_and_unique():
     assert np.all(a < b) and len(set(zip(a, b))) == a.size
 
 
-def test_knn_large_path_uses_candidate_bound_and_stays_exact():
+def test_knn_over_several_blocks_stays_exact():
     rng = np.random.default_rng(1)
-    x = rng.random((5000, 3)).astype(np.float32)  # > 2 * 2048 rows: bounded candidate search
-    a, b = knn_pairs(x, 2, max_block=1 << 22)
+    x = rng.random((5000, 3)).astype(np.float32)  # several blocks, a short last one
+    a, b = knn_pairs(x, 2, block=700)
     sample = rng.choice(5000, 40, replace=False)
     pairs = set(zip(a.tolist(), b.tolist()))
     for i in sample:

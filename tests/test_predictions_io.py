@@ -135,3 +135,26 @@ def test_cli_reports_bad_file_in_one_line(tmp_path, command):
     err = error_line(result)
     assert err.startswith("kdfair: error: ") and err.count("\n") == 1
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "file is empty"),
+    ("range", "column 'label' has value 9 outside the class range [0, 3)"),
+    ("nan", "column 'logit_<k>' has NaN or infinite values"),
+    ("missing", "file does not exist"),
+])
+def test_cli_bad_inputs_exit_2(tmp_path, case, message):
+    path = tmp_path / "in.csv"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "range":
+        pd.DataFrame({"label": [0, 9], "logit_0": [1.0, 0], "logit_1": [0, 1.0],
+                      "logit_2": [0, 0.5], "attr_a": [0, 1]}).to_csv(path, index=False)
+    elif case == "nan":
+        pd.DataFrame({"label": [0, 1], "logit_0": [np.nan, 0], "logit_1": [0, 1.0],
+                      "attr_a": [0, 1]}).to_csv(path, index=False)
+    else:
+        path = tmp_path / "nope.parquet"
+    result = run("group-fairness", path)
+    assert result.exit_code == 2
+    assert error_line(result).startswith(f"kdfair: error: {path}") and message in error_line(result)

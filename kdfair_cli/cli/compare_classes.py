@@ -11,8 +11,8 @@ from rich import box
 from rich.table import Table
 
 from kdfair_cli.cli.common import console, print_json
-from kdfair_cli.cli.metric_options import (IdCol, JsonFlag, LabelCol, OutPath, PredCol,
-                                           fmt, load, write_records)
+from kdfair_cli.cli.metric_options import (IdCol, JsonFlag, LabelCol, OutPath, PredCol, fmt, load,
+                                           reflow, write_records)
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import atomic_path, check_writable
 from kdfair_cli.io.predictions import Predictions
@@ -130,11 +130,15 @@ def command(
                                           "once per seed.")],
     b: Annotated[list[Path], typer.Option("-b", "--b", help="Predictions of model B; repeat "
                                           "once per seed.")],
-    normalize: Annotated[Literal["ratio", "difference", "none"], typer.Option(help="Class accuracy relative to the run's overall "
-                                           "accuracy: acc_c/acc, acc_c-acc, or raw.")] = "ratio",
+    normalize: Annotated[
+        Literal["ratio", "difference", "none"],
+        typer.Option(help="Class accuracy relative to the run's overall accuracy: acc_c/acc, "
+                     "acc_c-acc, or raw.")] = "ratio",
     alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
-    correction: Annotated[Literal["none", "holm", "bh"], typer.Option(help="Multiple-comparison correction over classes "
-                                            "(default none, as in the paper).")] = "none",
+    correction: Annotated[
+        Literal["none", "holm", "bh"],
+        typer.Option(help="Multiple-comparison correction over classes (default none, as in the "
+                     "paper).")] = "none",
     out: OutPath = None,
     disagreement_out: Annotated[Path | None, typer.Option(
         "--disagreement", help="Write the off-diagonal (pred A, pred B) count matrix as "
@@ -157,8 +161,7 @@ def command(
 
     Example:
 
-        kdfair compare-classes -a preds/teacher-s0.parquet -a preds/teacher-s1.parquet
-        -b preds/ds-T4-s0.parquet -b preds/ds-T4-s1.parquet --correction holm -o classes.csv
+        kdfair compare-classes -a preds/teacher-s0.parquet -a preds/teacher-s1.parquet -b preds/ds-T4-s0.parquet -b preds/ds-T4-s1.parquet --correction holm -o classes.csv
     """
     if not 0 < alpha < 1:
         raise KdfairError(f"--alpha must be in (0, 1), got {alpha}")
@@ -214,3 +217,6 @@ def command(
 
 def _scalar(x: object) -> object:
     return x.item() if hasattr(x, "item") else x
+
+
+command.__doc__ = reflow(command.__doc__)

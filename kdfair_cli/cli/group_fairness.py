@@ -12,7 +12,7 @@ from rich.table import Table
 
 from kdfair_cli.cli.common import console, print_json
 from kdfair_cli.cli.metric_options import (AttrPrefix, IdCol, JsonFlag, LabelCol, OutPath, PredCol,
-                                           fmt, load, mean_std, write_records)
+                                           fmt, load, mean_std, reflow, write_records)
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import check_writable
 from kdfair_cli.io.predictions import Predictions
@@ -57,7 +57,7 @@ def _group_records(res: GroupFairness) -> list[dict]:
     pick = (lambda a: a[:, res.classes[0]]) if binary else (lambda a: a)  # noqa: E731
     sr, tpr, fpr = pick(res.selection_rate), pick(res.tpr), pick(res.fpr)
     return [{"group": g, "name": res.groups[g], "n": int(res.size[g]),
-             "accuracy": res.accuracy[g], "selection_rate": sr[g], "tpr": tpr[g], "fpr": fpr[g]}
+                     "accuracy": res.accuracy[g], "selection_rate": sr[g], "tpr": tpr[g], "fpr": fpr[g]}
             for g in range(len(res.groups))]
 
 
@@ -128,8 +128,10 @@ def command(
         "--attribute", help="Protected attribute (column attr_<name>); repeat for several. "
         "Default: every attr_* column.")] = None,
     positive_class: Annotated[int, typer.Option(help="Positive class of a binary task.")] = 1,
-    eod_agg: Annotated[Literal["worst", "mean"], typer.Option(help="EOD from the TPR and FPR differences: worst = "
-                                         "max (paper, fairlearn), mean = their mean.")] = "worst",
+    eod_agg: Annotated[
+        Literal["worst", "mean"],
+        typer.Option(help="EOD from the TPR and FPR differences: worst = max (paper, fairlearn), "
+                     "mean = their mean.")] = "worst",
     n_boot: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates for "
                                         "percentile confidence intervals (0 = none).")] = 0,
     confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
@@ -153,8 +155,7 @@ def command(
 
     Example:
 
-        kdfair group-fairness preds/ds-T4-s0.parquet preds/ds-T4-s1.parquet --attribute color
-        --bootstrap 1000 --json
+        kdfair group-fairness preds/ds-T4-s0.parquet preds/ds-T4-s1.parquet --attribute color --bootstrap 1000 --json
     """
     if n_boot < 0:
         raise KdfairError(f"--bootstrap must be >= 0, got {n_boot}")
@@ -214,3 +215,6 @@ def command(
                       {"summary": {a: {k: output[a][k] for k in _SUMMARY} for a in output}})
     if json_out:
         print_json(output)
+
+
+command.__doc__ = reflow(command.__doc__)

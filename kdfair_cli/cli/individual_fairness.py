@@ -11,7 +11,7 @@ from rich.table import Table
 
 from kdfair_cli.cli.common import console, print_json
 from kdfair_cli.cli.metric_options import (IdCol, JsonFlag, LabelCol, LogitsCol, OutPath, PredCol,
-                                           fmt, load, mean_std, write_records)
+                                           fmt, load, mean_std, reflow, write_records)
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import check_writable
 from kdfair_cli.io.pairs_file import PairSet, read_pairs
@@ -59,10 +59,13 @@ def command(
                                                 "each, plus mean and std).")],
     pairs: Annotated[Path, typer.Option("--pairs", help="Pair file made by `kdfair pairs`.")],
     temperature: Annotated[float, typer.Option(help="f = softmax(logits / T).")] = 1.0,
-    output_distance: Annotated[Literal["tv", "l1", "l2"], typer.Option(help="|f(x) - f(x')|: total variation "
-                                                 "(L1 / 2), L1 or L2.")] = "tv",
-    model_output: Annotated[Literal["probs", "onehot"], typer.Option(help="f: softmax probabilities, or one-hot "
-                                              "predictions (files without logits).")] = "probs",
+    output_distance: Annotated[
+        Literal["tv", "l1", "l2"],
+        typer.Option(help="|f(x) - f(x')|: total variation (L1 / 2), L1 or L2.")] = "tv",
+    model_output: Annotated[
+        Literal["probs", "onehot"],
+        typer.Option(help="f: softmax probabilities, or one-hot predictions (files without "
+                     "logits).")] = "probs",
     out: OutPath = None,
     json_out: JsonFlag = False,
     label_col: LabelCol = "label",
@@ -125,3 +128,6 @@ def command(
                     "output_distance": output_distance, "model_output": model_output,
                     "pairs": str(pairs), "pair_source": pair_set.meta.get("source"),
                     "distance": pair_set.meta.get("distance"), "files": rows})
+
+
+command.__doc__ = reflow(command.__doc__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,22 @@ AttrPrefix = Annotated[str, typer.Option("--attr-prefix", help="Prefix of attrib
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 OutPath = Annotated[Path | None, typer.Option("-o", "--out", help="Write the result table "
                                               "(Parquet, or CSV for a .csv name).")]
+
+
+def reflow(doc: str | None) -> str | None:
+    """Join the wrapped lines of each docstring paragraph so --help wraps them to the terminal;
+    indented lines (examples) stay as they are."""
+    if not doc:
+        return doc
+    lines = inspect.cleandoc(doc).splitlines()
+    out: list[str] = []
+    for line in lines:
+        prose = line and not line.startswith(" ")
+        if prose and out and out[-1] and not out[-1].startswith(" "):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def load(path: Path | str, *, label_col: str, pred_col: str, id_col: str,

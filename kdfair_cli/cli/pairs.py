@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from kdfair_cli.cli.common import console, print_json
-from kdfair_cli.cli.metric_options import JsonFlag
+from kdfair_cli.cli.metric_options import (JsonFlag, reflow)
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import check_writable
 from kdfair_cli.io.features import array_digest, load_features
@@ -40,17 +40,20 @@ def command(
     dataset: Annotated[str | None, typer.Option(help="Dataset name (pixels, twins).")] = None,
     data: Annotated[Path | None, typer.Option(help="Dataset folder.")] = None,
     split: Annotated[str, typer.Option(help="Split to pair.")] = "test",
-    source: Annotated[Literal["knn", "twins"], typer.Option(help="knn: k nearest neighbours in the representation; "
-                                        "twins: counterfactual twins differing only in "
-                                        "--attribute (generated Trifeature).")] = "knn",
+    source: Annotated[
+        Literal["knn", "twins"],
+        typer.Option(help="knn: k nearest neighbours in the representation; twins: counterfactual "
+                     "twins differing only in --attribute (generated Trifeature).")] = "knn",
     k: Annotated[int, typer.Option("-k", "--k", help="Neighbours per sample (knn).")] = 5,
     attribute: Annotated[str | None, typer.Option(help="Attribute the twins differ in "
                                                   "(twins).")] = None,
     features: Annotated[Path | None, typer.Option(help="Representation instead of pixels: .npy "
                                                   "[N, D] or Parquet with a 'features' column "
                                                   "(e.g. a predictions file).")] = None,
-    distance: Annotated[Literal["rms", "euclidean", "unit"], typer.Option(help="d(x, x'): rms = Euclidean / sqrt(D) (RMS pixel "
-                                          "difference), euclidean, or unit (d = 1).")] = "rms",
+    distance: Annotated[
+        Literal["rms", "euclidean", "unit"],
+        typer.Option(help="d(x, x'): rms = Euclidean / sqrt(D) (RMS pixel difference), euclidean, "
+                     "or unit (d = 1).")] = "rms",
     json_out: JsonFlag = False,
 ) -> None:
     """Build a pair set once per split so every model is judged on the same pairs.
@@ -62,10 +65,8 @@ def command(
 
     Example:
 
-        kdfair pairs --dataset trifeature --data data/trifeature --split test -k 5
-        -o pairs/test-knn.parquet
-        kdfair pairs --dataset trifeature --data data/trifeature --split test --source twins
-        --attribute color -o pairs/test-color-twins.parquet
+        kdfair pairs --dataset trifeature --data data/trifeature --split test -k 5 -o pairs/test-knn.parquet
+        kdfair pairs --dataset trifeature --data data/trifeature --split test --source twins --attribute color -o pairs/test-color-twins.parquet
     """
     check_writable(out)
     started = time.perf_counter()
@@ -125,3 +126,6 @@ def command(
                   f"{x.shape[0]} samples of dimension {x.shape[1]}")
     if json_out:
         print_json(summary)
+
+
+command.__doc__ = reflow(command.__doc__)

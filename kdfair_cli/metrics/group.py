@@ -36,8 +36,13 @@ def encode_groups(values: np.ndarray, names: list[str] | None = None) -> tuple[n
             raise ValueError(f"attribute codes must lie in [0, {len(names)}) to match the "
                              f"metadata's value names, found {values.min()}..{values.max()}")
         return values.astype(np.int64, copy=False), list(names)
+    if values.dtype.kind in "iu" and values.size and 0 <= values.min() and values.max() < 1 << 20:
+        present = np.flatnonzero(np.bincount(values))  # O(N), no sort, for small int codes
+        lookup = np.zeros(present[-1] + 1, dtype=np.int64)
+        lookup[present] = np.arange(present.size)
+        return lookup[values], [str(v) for v in present]
     uniq, codes = np.unique(values, return_inverse=True)
-    return codes.astype(np.int64), [str(u) for u in uniq]
+    return codes.astype(np.int64).ravel(), [str(u) for u in uniq]
 
 
 def count_tables(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int,
