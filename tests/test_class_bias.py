@@ -177,3 +177,13 @@ def test_cli_refuses_mismatched_files(runs, case, message):
     result = run("compare-classes", *args)
     assert result.exit_code == 2
     assert error_line(result).startswith("kdfair: error: ") and message in error_line(result)
+
+
+def test_cli_quoted_glob_patterns(runs):
+    tmp, _ = runs
+    result = run("compare-classes", "-a", f"{tmp}/a*.parquet", "-b", f"{tmp}/b*.parquet", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["test"] == "welch" and len(doc["files_a"]) == 3 and len(doc["files_b"]) == 3
+    result = run("compare-classes", "-a", f"{tmp}/zz*.parquet", "-b", f"{tmp}/b0.parquet")
+    assert result.exit_code == 2 and "no file matches" in error_line(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,6 +21,21 @@ from kdfair_cli.metrics.class_bias import ClassComparison, compare_classes
 
 #: Above this many classes the terminal table lists only significant or flagged classes.
 _SHOW_ALL_UP_TO = 50
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """Expand quoted glob patterns (-a 'preds/teacher-s*.parquet'), sorted; plain paths as is."""
+    out: list[Path] = []
+    for path in paths:
+        text = str(path)
+        if not path.exists() and any(ch in text for ch in "*?["):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise KdfairError(f"{text}: no file matches this pattern")
+            out += [Path(m) for m in matches]
+        else:
+            out.append(path)
+    return out
 
 
 def _meta_str(p: Predictions, key: str) -> str | None:
@@ -157,7 +173,8 @@ def command(
     With >= 2 files a side (seeds) each class's normalised accuracy is compared with Welch's
     t-test over seeds (the paper's method); with one file a side, an exact McNemar test per
     class paired on sample_id. Also reports the per-class disagreement rate (pairing seed i of
-    A with seed i of B) and the count of significant classes, printed last.
+    A with seed i of B) and the count of significant classes, printed last. A quoted glob
+    pattern (-a 'preds/teacher-s*.parquet') expands to its files, sorted.
 
     Example:
 
@@ -165,6 +182,7 @@ def command(
     """
     if not 0 < alpha < 1:
         raise KdfairError(f"--alpha must be in (0, 1), got {alpha}")
+    a, b = _expand(a), _expand(b)
     if not ((len(a) >= 2 and len(b) >= 2) or (len(a) == 1 and len(b) == 1)):
         raise KdfairError(f"got {len(a)} file(s) for A and {len(b)} for B: give one file a side "
                           "(McNemar test) or at least two a side (Welch's t-test over seeds)")

@@ -100,8 +100,11 @@ def command(
             raise KdfairError(f"{p.path}: no '{logits_col}' or logit_<k> columns, so no "
                               "probabilities; use --model-output onehot to score hard predictions")
         a, b = _rows(p, pair_set)
-        f = softmax(p.logits, temperature) if model_output == "probs" else onehot(p.pred, p.num_classes)
-        res = individual_fairness(f, a, b, pair_set.distance, output_distance)
+        used = np.union1d(a, b)  # f only for the rows in some pair
+        f = (softmax(p.logits[used], temperature) if model_output == "probs"
+             else onehot(p.pred[used], p.num_classes))
+        res = individual_fairness(f, np.searchsorted(used, a), np.searchsorted(used, b),
+                                  pair_set.distance, output_distance)
         rows.append({"file": p.path, **{k: getattr(res, k) for k in _FIELDS}})
     n_zero = rows[0]["n_zero_distance"]
     if n_zero:

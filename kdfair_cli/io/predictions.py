@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import write_bytes_atomic
 from kdfair_cli.io.tables import read_schema, read_table, table_bytes, with_meta, write_table
 
 SCHEMA = "kdfair.predictions/1"
@@ -51,7 +52,9 @@ class Predictions:
         order = np.argsort(self.sample_id, kind="stable")
         if np.array_equal(order, np.arange(order.size)):
             return self
-        take = lambda a: None if a is None else a[order]  # noqa: E731
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[order]
+
         return Predictions(self.path, self.sample_id[order], take(self.label), self.pred[order],
                            take(self.logits), {k: v[order] for k, v in self.attrs.items()},
                            take(self.features), self.meta, self.num_classes, self.class_names)
@@ -93,8 +96,6 @@ def write_predictions(path: str | Path, *, sample_id: np.ndarray, label: np.ndar
         cols["features"] = _fixed_list(features, "features")
     table = with_meta(pa.table(cols), {**meta, "schema": SCHEMA, "num_classes": int(c)})
     if str(path) == "-":
-        from kdfair_cli.io.atomic import write_bytes_atomic
-
         write_bytes_atomic("-", table_bytes(table, "parquet"))
     else:
         write_table(path, table, "parquet")

@@ -139,7 +139,8 @@ def group_fairness(label: np.ndarray, pred: np.ndarray, group: np.ndarray, group
     Binary tasks (num_classes == 2) use `positive_class`; otherwise (or with positive_class=None)
     the one-vs-rest values are averaged over all classes, as in the paper's Algorithm 1.
     """
-    eod_from(np.zeros(1), np.zeros(1), eod_agg)
+    if eod_agg not in EOD_AGG:
+        raise ValueError(f"unknown EOD aggregation {eod_agg!r}; expected one of {EOD_AGG}")
     g = len(groups)
     size, sel, pos, tp = count_tables(label, pred, group, g, num_classes)
     sr, tpr, fpr = rates(size, sel, pos, tp)
