@@ -18,16 +18,22 @@ from kdfair_cli.errors import KdfairError
 
 
 def check_writable(path: str | Path) -> Path:
-    """Fail early, before any work, if `path` cannot be created (missing or read-only folder)."""
+    """Fail early, before any work, if `path` cannot be created (missing or read-only folder).
+
+    Probes by creating the folder and a temporary file in it: permission bits alone do not tell
+    (root, read-only mounts, /proc).
+    """
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
     if path.exists() and path.is_dir():
         raise KdfairError(f"output path {path} is a directory, expected a file name")
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise KdfairError(f"cannot write output {path}: folder {probe} is not writable")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise KdfairError(f"cannot write output {path}: {exc.strerror or exc}") from exc
     return path
 
 
@@ -35,7 +41,6 @@ def check_writable(path: str | Path) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds."""
     path = check_writable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -51,8 +56,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; swap it in as `path` if the block succeeds."""
     path = Path(path)
-    check_writable(path / "x")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path.parent / f".{path.name}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
