@@ -90,7 +90,7 @@ def run_training(cfg: Any, run: dict[str, Any], teacher_setup: Any = None) -> No
         meta = train_model(cfg, resume=run["resume"], force=run["force"], verbose=not run["quiet"],
                            teacher_setup=teacher_setup)
     except Interrupted as exc:
-        console.print(f"kdfair: {exc}; state saved in {cfg.out}; rerun with --resume to continue")
+        console.print(f"kdfair: {exc}; state saved in {cfg.out}; rerun with --resume to continue", soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     report_model(meta, Path(cfg.out), run["json_out"])
 
