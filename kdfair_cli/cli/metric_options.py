@@ -1,0 +1,83 @@
+"""Options and helpers shared by the metric commands (column remapping, reading, output)."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pyarrow as pa
+import typer
+
+from kdfair_cli.cli.common import _jsonable, console
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.predictions import Predictions, read_predictions
+from kdfair_cli.io.tables import with_meta, write_table
+
+LabelCol = Annotated[str, typer.Option("--label-col", help="Column with the true class.",
+                                       rich_help_panel="Columns")]
+PredCol = Annotated[str, typer.Option("--pred-col", help="Column with the predicted class.",
+                                      rich_help_panel="Columns")]
+LogitsCol = Annotated[str, typer.Option("--logits-col", help="List column with logits "
+                                        "(or per-class logit_<k> columns).",
+                                        rich_help_panel="Columns")]
+IdCol = Annotated[str, typer.Option("--id-col", help="Column with the sample id (row index if "
+                                    "absent).", rich_help_panel="Columns")]
+AttrPrefix = Annotated[str, typer.Option("--attr-prefix", help="Prefix of attribute columns.",
+                                         rich_help_panel="Columns")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+OutPath = Annotated[Path | None, typer.Option("-o", "--out", help="Write the result table "
+                                              "(Parquet, or CSV for a .csv name).")]
+
+
+def reflow(doc: str | None) -> str | None:
+    """Join the wrapped lines of each docstring paragraph so --help wraps them to the terminal;
+    indented lines (examples) stay as they are."""
+    if not doc:
+        return doc
+    lines = inspect.cleandoc(doc).splitlines()
+    out: list[str] = []
+    for line in lines:
+        prose = line and not line.startswith(" ")
+        if prose and out and out[-1] and not out[-1].startswith(" "):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def load(path: Path | str, *, label_col: str, pred_col: str, id_col: str,
+         logits_col: str = "logits", attr_prefix: str = "attr_", with_logits: bool = False,
+         need_label: bool = True) -> Predictions:
+    """Read one predictions file for a metric; a metric that needs true labels says so."""
+    preds = read_predictions(path, label_col=label_col, pred_col=pred_col, logits_col=logits_col,
+                             sample_id_col=id_col, attr_prefix=attr_prefix,
+                             with_logits=with_logits, with_features=False)
+    if need_label and preds.label is None:
+        raise KdfairError(f"{preds.path}: column '{label_col}' has no values; this metric needs "
+                          "true labels")
+    return preds
+
+
+def write_records(path: Path, records: dict[str, np.ndarray | list], meta: dict | None = None) -> None:
+    """Write a column dict atomically as Parquet or CSV (by extension)."""
+    table = pa.table({k: pa.array(v) for k, v in records.items()})
+    if meta is not None:
+        table = with_meta(table, _jsonable(meta))
+    write_table(path, table)
+    console.print(f"wrote {path}")
+
+
+def fmt(x: float, pct: bool = False, digits: int = 4) -> str:
+    """A number for a table; NaN as 'n/a'."""
+    if x is None or not np.isfinite(x):
+        return "n/a" if x is None or np.isnan(x) else ("inf" if x > 0 else "-inf")
+    return f"{100 * x:.2f}" if pct else f"{x:.{digits}g}"
+
+
+def mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and sample std (ddof=1) over runs; std is NaN for one run."""
+    values = np.asarray(values, dtype=np.float64)
+    std = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
+    return float(np.mean(values)), std

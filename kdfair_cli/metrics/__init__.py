@@ -1,0 +1,8 @@
+"""Metrics: pure numpy/scipy, importable without torch (checked by a test).
+
+class_bias: class-wise accuracy tests (Welch over seeds, exact McNemar) and disagreement.
+multiple_testing: Holm and Benjamini-Hochberg adjusted p-values.
+group: demographic parity and equalised odds differences, per group and class, bootstrap CIs.
+individual: the individual-fairness score I(f) over a fixed pair set.
+pairs: exact kNN pairs and counterfactual twin pairs.
+"""
