@@ -1,8 +1,37 @@
-"""`kdfair report` (not implemented yet)."""
+"""`kdfair report`: paper-style tables and plots from a sweep folder."""
 
-from kdfair_cli.cli.common import not_implemented
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from kdfair_cli.cli.common import console, print_json
 
 
-def command() -> None:
-    """Not implemented yet."""
-    not_implemented("report")
+def command(
+    sweep_dir: Path = typer.Argument(..., help="Sweep folder written by `kdfair sweep run`."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report folder (default: SWEEP_DIR/report)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary table as JSON on stdout "
+                                  "instead of Markdown."),
+) -> None:
+    """Write results.parquet (one row per model and seed), table.md and table.csv (mean ± std over
+    seeds, like the paper's tables) and PNG plots (temperature vs EOD/DPD, #SC/#TC with accuracy,
+    individual fairness). Prints the Markdown table on stdout and the file paths on stderr.
+
+    Example:
+
+        kdfair report sweeps/trifeature
+    """
+    from kdfair_cli.sweep.report import build_report
+
+    rep = build_report(sweep_dir, out)
+    if json_out:
+        print_json(rep.table.to_dict(orient="records"))
+    else:
+        typer.echo(rep.markdown, nl=False)
+    if rep.missing:
+        console.print(f"[yellow]{len(rep.missing)} cells not done yet[/] (left out): "
+                      f"{', '.join(rep.missing[:8])}{' ...' if len(rep.missing) > 8 else ''}")
+    for name, path in rep.paths.items():
+        console.print(f"{name}: {path}", highlight=False)

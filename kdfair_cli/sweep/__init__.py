@@ -1,0 +1,1 @@
+"""Sweeps: a temperature x seed grid of cells (spec, cells, runner, slurm, report)."""

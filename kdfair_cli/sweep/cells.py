@@ -1,0 +1,205 @@
+"""The grid of cells of a sweep: ids, dependencies, resolved-config hashes, declared outputs, status.
+
+A cell is one unit of work with its own folder `SWEEP_DIR/cells/<id>/` holding `cell.json`
+(id, hash, status, timings) and its declared outputs. Cells are listed in stage order, so the
+cells of one stage have contiguous indices (what a SLURM array needs):
+
+    stage 1 train     pairs, teacher-s<seed>, nds-s<seed>
+    stage 2 cache     cache-teacher-s<seed>        (teacher logits on the train split)
+    stage 3 distill   ds-T<T>-s<seed>
+    stage 4 analyses  fair-<model id> (group + individual fairness), classes-T<T> (#TC, #SC)
+
+A cell's hash covers its resolved configuration and the hashes of the cells it depends on, so
+a changed spec changes exactly the cells downstream of the change.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdfair_cli.sweep.spec import SweepSpec
+
+#: Bump when the meaning of a cell's outputs changes: every cell reruns.
+CELL_FORMAT = 1
+STAGES = ("train", "cache", "distill", "analyses")
+CELL_JSON = "cell.json"
+LOCK = ".lock"
+STATUSES = ("done", "running", "missing", "failed")
+
+
+def fmt_t(t: float) -> str:
+    return f"{t:g}"
+
+
+@dataclass
+class Cell:
+    id: str
+    kind: str  # pairs | train | cache | fair | classes
+    stage: str
+    config: dict[str, Any]
+    deps: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    hash: str = ""
+    index: int = -1
+
+    def dir(self, sweep_dir: Path) -> Path:
+        return Path(sweep_dir) / "cells" / self.id
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_outputs() -> list[str]:
+    return ["model/model.json", "preds.parquet", "metrics.json"]
+
+
+def build_cells(spec: SweepSpec) -> list[Cell]:
+    """Every cell of the spec in stage order, with indices and hashes."""
+    data = spec.data_identity()
+    cells: list[Cell] = []
+    models: list[str] = []
+    if spec.pairs != "none":
+        cells.append(Cell("pairs", "pairs", "train",
+                          {"data": data, "split": spec.split, "source": spec.pairs,
+                           "attribute": spec.pairs_attribute, "k": spec.pairs_k},
+                          outputs=["pairs.parquet"]))
+    for role in ("teacher", "nds"):
+        for seed in spec.seeds:
+            cid = f"{role}-s{seed}"
+            cells.append(Cell(cid, "train", "train",
+                              {"data": data, "role": role, "seed": seed, "split": spec.split,
+                               "train": spec.roles[role]}, outputs=model_outputs()))
+            models.append(cid)
+    for seed in spec.seeds:
+        cells.append(Cell(f"cache-teacher-s{seed}", "cache", "cache", {"data": data, "split": "train"},
+                          deps=[f"teacher-s{seed}"], outputs=["train-logits.parquet"]))
+    for t in spec.temperatures:
+        for seed in spec.seeds:
+            cid = f"ds-T{fmt_t(t)}-s{seed}"
+            cells.append(Cell(cid, "train", "distill",
+                              {"data": data, "role": "ds", "seed": seed, "temperature": t, "alpha": spec.alpha,
+                               "t2_scaling": spec.t2_scaling, "split": spec.split, "train": spec.roles["ds"]},
+                              deps=[f"cache-teacher-s{seed}"], outputs=model_outputs()))
+            models.append(cid)
+    if spec.group_attributes or spec.pairs != "none":
+        for mid in models:
+            deps = [mid] + (["pairs"] if spec.pairs != "none" else [])
+            cells.append(Cell(f"fair-{mid}", "fair", "analyses",
+                              {"group_attributes": spec.group_attributes, "pairs": spec.pairs}, deps=deps,
+                              outputs=["metrics.json"]))
+    if spec.compare_classes and len(spec.seeds) >= 2:
+        for t in spec.temperatures:
+            ds = [f"ds-T{fmt_t(t)}-s{s}" for s in spec.seeds]
+            deps = [f"teacher-s{s}" for s in spec.seeds] + [f"nds-s{s}" for s in spec.seeds] + ds
+            cells.append(Cell(f"classes-T{fmt_t(t)}", "classes", "analyses", {"temperature": t}, deps=deps,
+                              outputs=["metrics.json"]))
+    by_id: dict[str, Cell] = {}
+    for i, cell in enumerate(cells):
+        cell.index = i
+        cell.hash = _hash({"format": CELL_FORMAT, "id": cell.id, "kind": cell.kind, "config": cell.config,
+                           "deps": {d: by_id[d].hash for d in cell.deps}})
+        by_id[cell.id] = cell
+    return cells
+
+
+def stage_ranges(cells: list[Cell]) -> dict[str, tuple[int, int]]:
+    """stage -> (first index, last index) of its cells; stages without cells are left out."""
+    out: dict[str, tuple[int, int]] = {}
+    for cell in cells:
+        lo, _ = out.get(cell.stage, (cell.index, cell.index))
+        out[cell.stage] = (lo, cell.index)
+    return out
+
+
+# ----------------------------------------------------------------------------- cell records
+
+def read_record(cell_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((cell_dir / CELL_JSON).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_record(cell_dir: Path, record: dict[str, Any]) -> None:
+    from kdfair_cli.io.atomic import write_text_atomic
+
+    write_text_atomic(cell_dir / CELL_JSON, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def outputs_complete(cell: Cell, sweep_dir: Path) -> bool:
+    d = cell.dir(sweep_dir)
+    return all((d / o).exists() for o in cell.outputs)
+
+
+def is_done(cell: Cell, sweep_dir: Path) -> bool:
+    rec = read_record(cell.dir(sweep_dir))
+    return bool(rec and rec.get("status") == "done" and rec.get("hash") == cell.hash
+                and outputs_complete(cell, sweep_dir))
+
+
+class CellLock:
+    """An exclusive, non-blocking flock on cells/<id>/.lock, held while the cell runs.
+
+    The kernel drops it when the process dies, so a killed cell never looks 'running'.
+    """
+
+    def __init__(self, cell_dir: Path) -> None:
+        self.path = cell_dir / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def is_locked(cell_dir: Path) -> bool:
+    if not (cell_dir / LOCK).exists():
+        return False
+    lock = CellLock(cell_dir)
+    if lock.acquire():
+        lock.release()
+        return False
+    return True
+
+
+def cell_status(cell: Cell, sweep_dir: Path) -> tuple[str, str]:
+    """(done | running | missing | failed, a short note)."""
+    d = cell.dir(sweep_dir)
+    if is_locked(d):
+        return "running", ""
+    rec = read_record(d)
+    if rec is None:
+        return "missing", ""
+    if rec.get("hash") != cell.hash:
+        return "missing", "spec changed"
+    status = rec.get("status")
+    if status == "done":
+        if outputs_complete(cell, sweep_dir):
+            return "done", f"{rec.get('seconds', 0):.0f}s"
+        return "missing", "outputs deleted"
+    if status == "failed":
+        return "failed", str(rec.get("error", ""))[:120]
+    return "missing", "interrupted; resumes"  # status running/interrupted but no lock held

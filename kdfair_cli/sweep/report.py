@@ -1,0 +1,265 @@
+"""Aggregate a sweep folder into results.parquet, a paper-style table (Markdown, CSV) and plots.
+
+Everything is computed from the per-cell outputs (cells/<id>/metrics.json), so the report can be
+rebuilt at any time, also while cells still run (missing cells are left out and counted).
+Metrics in percent: accuracy, EOD, DPD; individual fairness as the raw score (lower is fairer).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import atomic_path, write_text_atomic
+from kdfair_cli.sweep.cells import is_done
+from kdfair_cli.sweep.runner import cells_from_json, read_sweep_json
+
+MODEL_ORDER = {"teacher": 0, "nds": 1, "ds": 2}
+LABELS = {"teacher": "Teacher", "nds": "NDS", "ds": "DS"}
+
+
+@dataclass
+class Report:
+    results: pd.DataFrame
+    table: pd.DataFrame
+    markdown: str
+    paths: dict[str, Path]
+    missing: list[str]
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def collect(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """results: one row per finished model (role, temperature, seed) with every metric."""
+    sweep_dir = Path(sweep_dir)
+    doc = read_sweep_json(sweep_dir)
+    cells = cells_from_json(doc)
+    cells_dir = sweep_dir / "cells"
+    missing = [c.id for c in cells if not is_done(c, sweep_dir)]
+    classes = {}
+    for c in cells:
+        if c.kind == "classes" and c.id not in missing:
+            m = _load(cells_dir / c.id / "metrics.json")
+            if m:
+                classes[float(m["temperature"])] = m
+    rows = []
+    for c in cells:
+        if c.kind != "train" or c.id in missing:
+            continue
+        m = _load(cells_dir / c.id / "metrics.json") or {}
+        role = c.config["role"]
+        t = c.config.get("temperature")
+        row: dict[str, Any] = {"model": role, "cell": c.id, "arch": m.get("arch"),
+                               "temperature": float(t) if t is not None else math.nan,
+                               "seed": int(c.config["seed"]), "accuracy": 100.0 * m.get("accuracy", math.nan),
+                               "val_accuracy": 100.0 * m.get("val_acc", math.nan)}
+        fair_id = f"fair-{c.id}"
+        fair = _load(cells_dir / fair_id / "metrics.json") if fair_id not in missing else None
+        for attr in doc.get("group_attributes", []):
+            g = (fair or {}).get("group", {}).get(attr, {})
+            row[f"eod_{attr}"] = 100.0 * g["eod"] if "eod" in g else math.nan
+            row[f"dpd_{attr}"] = 100.0 * g["dpd"] if "dpd" in g else math.nan
+        if doc.get("pairs", "none") != "none":
+            ind = (fair or {}).get("individual", {})
+            row["individual_fairness"] = float(ind.get("score", math.nan))
+        if role == "ds" and t is not None and float(t) in classes:
+            k = classes[float(t)]
+            row.update({"n_tc": k["n_tc"], "n_sc": k["n_sc"], "n_classes": k["n_classes"]})
+        rows.append(row)
+    results = pd.DataFrame(rows)
+    if not results.empty:
+        results["_o"] = results["model"].map(MODEL_ORDER)
+        results = results.sort_values(["_o", "temperature", "seed"], na_position="first").drop(columns="_o")
+        results = results.reset_index(drop=True)
+    return results, missing, doc
+
+
+def metric_columns(results: pd.DataFrame) -> list[str]:
+    skip = {"model", "cell", "arch", "temperature", "seed"}
+    return [c for c in results.columns if c not in skip]
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """mean and std over seeds per (model, temperature): columns <metric>_mean, <metric>_std."""
+    if results.empty:
+        return pd.DataFrame()
+    metrics = metric_columns(results)
+    key = results["temperature"].fillna(-1.0)
+    grouped = results.assign(_t=key).groupby(["model", "_t"], sort=False)
+    out = []
+    for (model, t), g in grouped:
+        row: dict[str, Any] = {"model": model, "temperature": (np.nan if t == -1.0 else t), "n_seeds": len(g)}
+        for m in metrics:
+            vals = pd.to_numeric(g[m], errors="coerce").dropna()
+            row[f"{m}_mean"] = float(vals.mean()) if len(vals) else np.nan
+            row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else (0.0 if len(vals) else np.nan)
+        out.append(row)
+    table = pd.DataFrame(out)
+    table["_o"] = table["model"].map(MODEL_ORDER)
+    return table.sort_values(["_o", "temperature"], na_position="first").drop(columns="_o").reset_index(drop=True)
+
+
+def _heading(metric: str) -> str:
+    if metric == "accuracy":
+        return "acc"
+    if metric == "val_accuracy":
+        return "val acc"
+    if metric.startswith(("eod_", "dpd_")):
+        return f"{metric[:3].upper()} {metric[4:]}"
+    return {"individual_fairness": "IF", "n_tc": "#TC", "n_sc": "#SC", "n_classes": "classes"}.get(metric, metric)
+
+
+def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
+    shown = [m for m in metrics if m not in ("val_accuracy", "n_classes")]
+    head = ["model", "T", "seeds"] + [_heading(m) for m in shown]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        t = "-" if pd.isna(r["temperature"]) else f"{r['temperature']:g}"
+        cells = [LABELS.get(r["model"], r["model"]), t, str(int(r["n_seeds"]))]
+        for m in shown:
+            mean, std = r[f"{m}_mean"], r[f"{m}_std"]
+            if pd.isna(mean):
+                cells.append("-")
+            elif m in ("n_tc", "n_sc"):
+                cells.append(f"{mean:.0f}")
+            elif m == "individual_fairness":
+                cells.append(f"{mean:.4f} ± {std:.4f}")
+            else:
+                cells.append(f"{mean:.2f} ± {std:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------ plots
+
+def _ref_lines(ax, table: pd.DataFrame, metric: str) -> None:
+    for model, color in (("teacher", "tab:green"), ("nds", "tab:red")):
+        r = table[table["model"] == model]
+        if r.empty or pd.isna(r.iloc[0][f"{metric}_mean"]):
+            continue
+        mean, std = r.iloc[0][f"{metric}_mean"], r.iloc[0][f"{metric}_std"]
+        ax.axhline(mean, color=color, linestyle="--", label=LABELS[model])
+        if std and not pd.isna(std):
+            ax.axhspan(mean - std, mean + std, color=color, alpha=0.12)
+
+
+def _ds_line(ax, table: pd.DataFrame, metric: str, label: str = "DS", color: str = "tab:blue", marker="o"):
+    ds = table[table["model"] == "ds"].sort_values("temperature")
+    if ds.empty or ds[f"{metric}_mean"].isna().all():
+        return None
+    return ax.errorbar(ds["temperature"], ds[f"{metric}_mean"], yerr=ds[f"{metric}_std"].fillna(0), marker=marker,
+                       capsize=3, label=label, color=color)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_group(table: pd.DataFrame, attributes: list[str], path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    if not attributes:
+        return None
+    fig, axes = plt.subplots(len(attributes), 2, figsize=(9, 3.2 * len(attributes)), squeeze=False)
+    for i, attr in enumerate(attributes):
+        for j, kind in enumerate(("eod", "dpd")):
+            ax = axes[i][j]
+            metric = f"{kind}_{attr}"
+            if f"{metric}_mean" not in table:
+                continue
+            _ds_line(ax, table, metric)
+            _ref_lines(ax, table, metric)
+            ax.set_xlabel("temperature T")
+            ax.set_ylabel(f"{kind.upper()} (%)")
+            ax.set_title(f"{kind.upper()}, attribute {attr}")
+            ax.legend(fontsize=8)
+    fig.suptitle("Group fairness of the distilled student vs temperature")
+    _save(fig, path)
+    return path
+
+
+def plot_classes(table: pd.DataFrame, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    if "n_sc_mean" not in table or table["n_sc_mean"].isna().all():
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ds = table[table["model"] == "ds"].sort_values("temperature")
+    ax.plot(ds["temperature"], ds["n_sc_mean"], marker="o", color="tab:purple", label="#SC (NDS vs DS)")
+    ax.plot(ds["temperature"], ds["n_tc_mean"], marker="s", color="tab:orange", label="#TC (Teacher vs DS)")
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("significantly different classes")
+    acc = ax.twinx()
+    _ds_line(acc, table, "accuracy", label="DS accuracy", color="tab:blue", marker="^")
+    _ref_lines(acc, table, "accuracy")
+    acc.set_ylabel("test accuracy (%)")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = acc.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="best")
+    ax.set_title("Class-wise bias vs temperature")
+    _save(fig, path)
+    return path
+
+
+def plot_individual(table: pd.DataFrame, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    if "individual_fairness_mean" not in table or table["individual_fairness_mean"].isna().all():
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    _ds_line(ax, table, "individual_fairness")
+    _ref_lines(ax, table, "individual_fairness")
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("individual fairness score (lower is fairer)")
+    ax.set_title("Individual fairness vs temperature")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return path
+
+
+def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Report:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sweep_dir = Path(sweep_dir)
+    out = Path(out_dir) if out_dir else sweep_dir / "report"
+    results, missing, doc = collect(sweep_dir)
+    if results.empty:
+        raise KdfairError(f"{sweep_dir}: no finished model cells yet; run `kdfair sweep run` first")
+    out.mkdir(parents=True, exist_ok=True)
+    table = summarise(results)
+    markdown = to_markdown(table, metric_columns(results))
+    paths: dict[str, Path] = {}
+    with atomic_path(out / "results.parquet") as tmp:
+        results.to_parquet(tmp, index=False)
+    paths["results"] = out / "results.parquet"
+    with atomic_path(out / "table.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    paths["csv"] = out / "table.csv"
+    title = f"# {doc.get('name', 'sweep')}\n\nMean ± std over seeds; accuracy, EOD and DPD in percent; " \
+            f"IF lower is fairer.\n\n"
+    write_text_atomic(out / "table.md", title + markdown)
+    paths["markdown"] = out / "table.md"
+    for name, fn in (("group_fairness_plot", lambda p: plot_group(table, doc.get("group_attributes", []), p)),
+                     ("class_bias_plot", lambda p: plot_classes(table, p)),
+                     ("individual_fairness_plot", lambda p: plot_individual(table, p))):
+        p = fn(out / f"{name.replace('_plot', '').replace('_', '-')}.png")
+        if p is not None:
+            paths[name] = p
+    return Report(results, table, markdown, paths, missing)

@@ -1,0 +1,299 @@
+"""The sweep spec: a TOML file parsed and validated completely before any work starts.
+
+Every error names the spec file and the key at fault (`teacher.epochs`, `sweep.temperatures`)
+and is raised as KdfairError (one line, exit code 2). See docs/sweep.md for the format;
+`kdfair sweep init` writes a commented example (EXAMPLE_SPEC below).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.train.config import TrainConfig
+
+ROLES = ("teacher", "nds", "ds")
+PAIR_SOURCES = ("knn", "twins", "none")
+
+#: Training settings a spec may give per role (and in [train] for all roles), with their types.
+TRAIN_KEYS: dict[str, type] = {
+    "arch": str, "epochs": int, "batch_size": int, "optimizer": str, "lr": float, "momentum": float,
+    "weight_decay": float, "schedule": str, "warmup_epochs": int, "label_smoothing": float,
+    "augment": bool, "select": str, "val_fraction": float, "amp": bool,
+}
+SWEEP_KEYS: dict[str, type] = {
+    "name": str, "seeds": list, "temperatures": list, "alpha": float, "t2_scaling": bool, "device": str,
+}
+DATA_KEYS: dict[str, type] = {"dataset": str, "path": str, "generate": dict}
+GENERATE_KEYS: dict[str, type] = {
+    "image_size": int, "train_per_combination": int, "val_per_combination": int,
+    "test_per_combination": int, "seed": int, "spurious": float,
+}
+ANALYSES_KEYS: dict[str, type] = {
+    "split": str, "group_attributes": list, "pairs": str, "pairs_attribute": str, "pairs_k": int,
+    "compare_classes": bool,
+}
+TOP_KEYS = ("sweep", "data", "train", *ROLES, "analyses")
+
+EXAMPLE_SPEC = """\
+# kdfair sweep spec. `kdfair sweep run THIS.toml -o SWEEP_DIR` runs every cell not yet done.
+# Relative paths are relative to this file's folder. Unknown keys are refused.
+
+[sweep]
+name = "trifeature-resnet20-lenet5"
+seeds = [0, 1, 2, 3, 4]              # one teacher, one NDS and one DS per temperature per seed
+temperatures = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+alpha = 0.8                          # weight of the distillation term
+t2_scaling = true                    # multiply the KL term by T^2 (Hinton et al.)
+device = "auto"                      # auto | cpu | cuda | cuda:N | mps (not part of any hash)
+
+[data]
+dataset = "trifeature"
+path = "data/trifeature"
+# With [data.generate], a missing Trifeature folder is generated first (options of
+# `kdfair data trifeature`). Leave it out to use a folder made beforehand.
+[data.generate]
+image_size = 32
+train_per_combination = 8
+val_per_combination = 1
+test_per_combination = 1
+seed = 0
+
+# Training settings for every role; [teacher], [nds] and [ds] override them.
+# Keys: arch epochs batch_size optimizer lr momentum weight_decay schedule warmup_epochs
+#       label_smoothing augment select val_fraction amp
+[train]
+epochs = 30
+batch_size = 128
+optimizer = "sgd"
+lr = 0.05
+schedule = "cosine"
+
+[teacher]
+arch = "resnet20"
+
+[nds]
+arch = "lenet5"
+
+[ds]
+# The distilled student defaults to the NDS settings (architecture included).
+# epochs = 30
+
+[analyses]
+split = "test"
+group_attributes = ["color", "texture"]   # group fairness (EOD, DPD) per attribute; [] for none
+pairs = "knn"                             # individual-fairness pairs: knn | twins | none
+# pairs_attribute = "color"               # twins: the attribute that differs within a pair
+pairs_k = 5                               # knn: neighbours per sample
+compare_classes = true                    # #TC and #SC per temperature (needs >= 2 seeds)
+"""
+
+
+@dataclass
+class SweepSpec:
+    """A validated spec; paths are absolute."""
+
+    source: Path
+    name: str
+    seeds: list[int]
+    temperatures: list[float]
+    alpha: float
+    t2_scaling: bool
+    device: str
+    dataset: str
+    data_path: Path
+    generate: dict[str, Any] | None
+    roles: dict[str, dict[str, Any]]  # role -> training settings (arch included)
+    split: str = "test"
+    group_attributes: list[str] = field(default_factory=list)
+    pairs: str = "none"
+    pairs_attribute: str | None = None
+    pairs_k: int = 5
+    compare_classes: bool = True
+
+    def data_identity(self) -> dict[str, Any]:
+        """What identifies the data in every cell's hash."""
+        return {"dataset": self.dataset, "path": str(self.data_path), "generate": self.generate}
+
+    def train_config(self, role: str, seed: int, out: str, *, temperature: float | None = None,
+                     teacher_logits: str | None = None) -> TrainConfig:
+        settings = dict(self.roles[role])
+        cfg = TrainConfig(dataset=self.dataset, data=str(self.data_path), out=out, role=role, seed=seed,
+                          device=self.device, **settings)
+        if role == "ds":
+            cfg.temperature = temperature
+            cfg.alpha = self.alpha
+            cfg.kd_scale_t2 = self.t2_scaling
+            cfg.teacher_logits = teacher_logits
+        return cfg
+
+
+def _where(source: Path, key: str) -> str:
+    return f"{source}: {key}"
+
+
+def _check_type(source: Path, key: str, value: Any, expected: type) -> Any:
+    ok = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+        list: isinstance(value, list),
+        dict: isinstance(value, dict),
+    }[expected]
+    if not ok:
+        names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+                 list: "a list", dict: "a table"}
+        raise KdfairError(f"{_where(source, key)}: expected {names[expected]}, got {value!r}")
+    if expected is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise KdfairError(f"{_where(source, key)}: expected a finite number, got {value!r}")
+    return value
+
+
+def _table(source: Path, doc: dict, name: str, keys: dict[str, type]) -> dict[str, Any]:
+    raw = doc.get(name, {})
+    if not isinstance(raw, dict):
+        raise KdfairError(f"{_where(source, name)}: expected a table [{name}], got {raw!r}")
+    out = {}
+    for key, value in raw.items():
+        if key not in keys:
+            raise KdfairError(f"{_where(source, f'{name}.{key}')}: unknown key; expected one of: "
+                              f"{', '.join(keys)}")
+        out[key] = _check_type(source, f"{name}.{key}", value, keys[key])
+    return out
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a spec file; KdfairError names the key at fault."""
+    source = Path(path)
+    if not source.is_file():
+        raise KdfairError(f"sweep spec {source} does not exist")
+    try:
+        doc = tomllib.loads(source.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise KdfairError(f"{source}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise KdfairError(f"{source}: not a text file") from None
+    return parse_spec(doc, source)
+
+
+def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec:
+    source = Path(source)
+    base = source.resolve().parent
+    for key in doc:
+        if key not in TOP_KEYS:
+            raise KdfairError(f"{_where(source, key)}: unknown key; expected tables: {', '.join(TOP_KEYS)}")
+    sweep = _table(source, doc, "sweep", SWEEP_KEYS)
+    data = _table(source, doc, "data", DATA_KEYS)
+    analyses = _table(source, doc, "analyses", ANALYSES_KEYS)
+    common = _table(source, doc, "train", TRAIN_KEYS)
+    per_role = {role: _table(source, doc, role, TRAIN_KEYS) for role in ROLES}
+
+    # --- data
+    if "dataset" not in data:
+        raise KdfairError(f"{_where(source, 'data.dataset')}: missing; name the dataset, e.g. "
+                          f"dataset = \"trifeature\"")
+    from kdfair_cli.data.registry import DATASETS
+
+    if data["dataset"] not in DATASETS:
+        raise KdfairError(f"{_where(source, 'data.dataset')}: unknown dataset '{data['dataset']}'; "
+                          f"expected one of: {', '.join(sorted(DATASETS))}")
+    if "path" not in data:
+        raise KdfairError(f"{_where(source, 'data.path')}: missing; give the dataset folder")
+    data_path = Path(data["path"])
+    data_path = (data_path if data_path.is_absolute() else base / data_path).resolve()
+    generate = None
+    if "generate" in data:
+        if data["dataset"] != "trifeature":
+            raise KdfairError(f"{_where(source, 'data.generate')}: only trifeature can be generated")
+        generate = {}
+        for key, value in data["generate"].items():
+            if key not in GENERATE_KEYS:
+                raise KdfairError(f"{_where(source, f'data.generate.{key}')}: unknown key; expected one of: "
+                                  f"{', '.join(GENERATE_KEYS)}")
+            generate[key] = _check_type(source, f"data.generate.{key}", value, GENERATE_KEYS[key])
+            if key != "spurious" and key != "seed" and generate[key] <= 0:
+                raise KdfairError(f"{_where(source, f'data.generate.{key}')}: must be positive, got {value}")
+        if not 0 <= generate.get("spurious", 0.0) <= 1:
+            raise KdfairError(f"{_where(source, 'data.generate.spurious')}: must be in [0, 1]")
+
+    # --- grid
+    seeds = sweep.get("seeds", [0])
+    if not seeds:
+        raise KdfairError(f"{_where(source, 'sweep.seeds')}: give at least one seed")
+    for s in seeds:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise KdfairError(f"{_where(source, 'sweep.seeds')}: seeds must be integers >= 0, got {s!r}")
+    if len(set(seeds)) != len(seeds):
+        raise KdfairError(f"{_where(source, 'sweep.seeds')}: seeds repeat: {seeds}")
+    temps = sweep.get("temperatures")
+    if not temps:
+        raise KdfairError(f"{_where(source, 'sweep.temperatures')}: missing; give a list such as [1, 2, 5, 10]")
+    temperatures: list[float] = []
+    for t in temps:
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
+            raise KdfairError(f"{_where(source, 'sweep.temperatures')}: temperatures must be positive "
+                              f"numbers, got {t!r}")
+        temperatures.append(float(t))
+    if len(set(temperatures)) != len(temperatures):
+        raise KdfairError(f"{_where(source, 'sweep.temperatures')}: temperatures repeat: {temps}")
+    alpha = sweep.get("alpha", 0.8)
+    if not 0 <= alpha <= 1:
+        raise KdfairError(f"{_where(source, 'sweep.alpha')}: must be in [0, 1], got {alpha}")
+
+    # --- roles: [train] for all, then the role's table; ds inherits the nds settings.
+    roles: dict[str, dict[str, Any]] = {}
+    for role in ROLES:
+        settings = {**common, **(per_role["nds"] if role == "ds" else {}), **per_role[role]}
+        if "arch" not in settings:
+            raise KdfairError(f"{_where(source, f'{role}.arch')}: missing; name the {role} architecture")
+        from kdfair_cli.models.registry import ARCHS
+
+        if settings["arch"] not in ARCHS:
+            raise KdfairError(f"{_where(source, f'{role}.arch')}: unknown architecture '{settings['arch']}'; "
+                              f"expected one of: {', '.join(sorted(ARCHS))}")
+        roles[role] = settings
+
+    # --- analyses
+    pairs = analyses.get("pairs", "none")
+    if pairs not in PAIR_SOURCES:
+        raise KdfairError(f"{_where(source, 'analyses.pairs')}: '{pairs}': expected {'|'.join(PAIR_SOURCES)}")
+    group_attributes = analyses.get("group_attributes", [])
+    for a in group_attributes:
+        if not isinstance(a, str) or not a:
+            raise KdfairError(f"{_where(source, 'analyses.group_attributes')}: expected attribute names, got {a!r}")
+    if pairs == "twins" and "pairs_attribute" not in analyses:
+        raise KdfairError(f"{_where(source, 'analyses.pairs_attribute')}: missing; twins pairs need the "
+                          f"attribute that differs within a pair")
+    k = analyses.get("pairs_k", 5)
+    if k <= 0:
+        raise KdfairError(f"{_where(source, 'analyses.pairs_k')}: must be positive, got {k}")
+    split = analyses.get("split", "test")
+    if split == "train":
+        raise KdfairError(f"{_where(source, 'analyses.split')}: analyse a held-out split, not train")
+
+    spec = SweepSpec(
+        source=source.resolve(), name=sweep.get("name", source.stem), seeds=list(seeds),
+        temperatures=temperatures, alpha=float(alpha), t2_scaling=sweep.get("t2_scaling", True),
+        device=sweep.get("device", "auto"), dataset=data["dataset"], data_path=data_path, generate=generate,
+        roles=roles, split=split, group_attributes=list(group_attributes), pairs=pairs,
+        pairs_attribute=analyses.get("pairs_attribute"), pairs_k=k,
+        compare_classes=analyses.get("compare_classes", True),
+    )
+    # Every training config must pass the trainer's own checks now, not hours later.
+    for role in ROLES:
+        cfg = spec.train_config(role, seeds[0], str(base / ".check"), temperature=temperatures[0],
+                                teacher_logits="cache.parquet")
+        try:
+            cfg.validate()
+        except KdfairError as exc:
+            msg = re.sub(r"--([a-z][a-z-]*)", lambda m: f"{role}.{m.group(1).replace('-', '_')}", str(exc))
+            raise KdfairError(f"{source}: {msg}") from None
+    return spec
