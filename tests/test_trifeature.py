@@ -49,7 +49,7 @@ def test_manifest_stats_and_fingerprint(small: Path) -> None:
     train = dataset.split("train").images / 255.0
     np.testing.assert_allclose(dataset.info.mean, train.mean(axis=(0, 2, 3)), atol=1e-6)
     np.testing.assert_allclose(dataset.info.std, train.std(axis=(0, 2, 3)), atol=1e-6)
-    assert dataset.info.options == {**SMALL, "seed": 3, "spurious": 0.0}
+    assert dataset.info.options == {**SMALL, "seed": 3, "spurious": 0.0, "twin_group_size": 2}
     assert len(dataset.info.fingerprint) == 64
 
 
@@ -76,14 +76,27 @@ def _differ_only_on_shape(a: np.ndarray, b: np.ndarray) -> None:
 def test_twins_share_pose(small: Path, split_name: str) -> None:
     split = open_trifeature(small).split(split_name)
     pose_id, color, texture = split.extra["pose_id"], split.attrs["color"], split.attrs["texture"]
-    for pid in np.unique(pose_id):
-        members = np.flatnonzero(pose_id == pid)
-        assert len(members) == 100 and len(np.unique(split.labels[members])) == 1
-        assert len(np.unique(color[members] * 10 + texture[members])) == 100
-    first = np.flatnonzero(pose_id == 0)
-    by_key = {(int(color[i]), int(texture[i])): split.images[i] for i in first}
-    _differ_only_on_shape(by_key[(0, 1)], by_key[(9, 1)])  # colour twins: red vs white stripes
-    _differ_only_on_shape(by_key[(2, 0)], by_key[(2, 4)])  # texture twins: blue solid vs dots
+    ids, counts = np.unique(pose_id, return_counts=True)
+    assert (counts == 2).all() and len(ids) == len(pose_id) // 2  # default: colour pairs
+    order = np.argsort(pose_id, kind="stable")
+    a, b = order[0::2], order[1::2]
+    assert np.array_equal(pose_id[a], pose_id[b])
+    assert np.array_equal(split.labels[a], split.labels[b]) and np.array_equal(texture[a], texture[b])
+    assert (color[a] != color[b]).all()
+    # Colour pairings are random, not a fixed partner per colour.
+    assert len(set(zip(color[a].tolist(), color[b].tolist()))) > 10
+    _differ_only_on_shape(split.images[a[0]], split.images[b[0]])
+    _differ_only_on_shape(split.images[a[7]], split.images[b[7]])
+
+
+def test_twin_group_size_ten_shares_pose_across_all_colours(tmp_path: Path) -> None:
+    path = generate_trifeature(tmp_path / "g10", image_size=8, train_per_combination=1, val_per_combination=1,
+                               test_per_combination=1, twin_group_size=10)
+    split = open_trifeature(path).split("test")
+    _, counts = np.unique(split.extra["pose_id"], return_counts=True)
+    assert (counts == 10).all()
+    with pytest.raises(KdfairError, match="--twin-group-size 3"):
+        generate_trifeature(tmp_path / "g3", image_size=8, twin_group_size=3)
 
 
 def test_train_poses_independent(small: Path) -> None:

@@ -45,12 +45,15 @@ def trifeature(
     train_per_combination: int = typer.Option(8, "--train-per-combination",
                                               help="Train images per shape x colour x texture."),
     val_per_combination: int = typer.Option(1, "--val-per-combination",
-                                            help="Val images per combination (twins share poses)."),
+                                            help="Val images per combination."),
     test_per_combination: int = typer.Option(1, "--test-per-combination",
-                                             help="Test images per combination (twins share poses)."),
+                                             help="Test images per combination."),
     seed: int = typer.Option(0, "--seed", help="Random seed; same options and seed give identical files."),
     spurious: float = typer.Option(0.0, "--spurious",
                                    help="Probability that a train image takes its shape's colour (0 to 1)."),
+    twin_group_size: int = typer.Option(2, "--twin-group-size",
+                                        help="In val/test, how many colours (1, 2, 5 or 10) share a pose: "
+                                             "counterfactual colour twins for `kdfair pairs --source twins`."),
     as_json: bool = typer.Option(False, "--json", help="Print the dataset summary as JSON on stdout."),
 ) -> None:
     """Generate the Trifeature dataset (label shape; attributes colour and texture)."""
@@ -61,7 +64,7 @@ def trifeature(
         path = generate_trifeature(
             out, image_size=image_size, train_per_combination=train_per_combination,
             val_per_combination=val_per_combination, test_per_combination=test_per_combination,
-            seed=seed, spurious=spurious, progress=progress,
+            seed=seed, spurious=spurious, twin_group_size=twin_group_size, progress=progress,
         )
     seconds = time.perf_counter() - start
     dataset = open_trifeature(path, verify=False)

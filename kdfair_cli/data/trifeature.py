@@ -3,10 +3,10 @@
 Every (shape, colour, texture) combination appears in every split, `per_combination` times.
 Samples are stored in combination order: shape-major, then colour, texture, replicate.
 
-Counterfactual twins: in val and test the pose (shape rotation, position, texture angle,
-offset and noise) is drawn once per (shape, replicate) and shared by all 100 colour x texture
-combinations, recorded as `pose_id`; two samples with the same pose_id differ only in colour
-and/or texture. Train draws every pose independently (pose_id unique per sample).
+Counterfactual twins: in val and test, for each (shape, texture, replicate) the 10 colours are
+randomly split into groups of `twin_group_size` (default 2); a group shares one pose (shape
+rotation, position, texture angle, offset and noise), recorded as `pose_id`. Two samples with
+the same pose_id differ only in colour. Train draws every pose independently (pose_id unique).
 
 Spurious correlation: in train only, with probability `spurious` a sample's colour is
 replaced by the colour with its shape's index (flagged in the `spurious` column).
@@ -43,13 +43,15 @@ MANIFEST = "manifest.json"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Per-combination counts: 8/1/1 makes the paper's 10 images per combination (10,000 images).
 DEFAULT_PER_COMBINATION: dict[str, int] = {"train": 8, "val": 1, "test": 1}
-#: Splits whose poses are shared across colour x texture (counterfactual twins).
+#: Splits whose poses are shared by groups of colours (counterfactual colour twins).
 TWIN_SPLITS = frozenset({"val", "test"})
 TABLE_COLUMNS: tuple[str, ...] = (
     "sample_id", "label", "color", "texture", "pose_id", "spurious",
     "angle", "pos_y", "pos_x", "texture_angle", "offset_u", "offset_v", "noise_seed",
 )
 N_SHAPES, N_COLORS, N_TEXTURES = len(SHAPES), len(COLOR_NAMES), len(TEXTURES)
+#: Allowed twin group sizes: divisors of the number of colours.
+TWIN_GROUP_SIZES = (1, 2, 5, 10)
 
 Progress = Callable[[int, int], None]
 
@@ -98,15 +100,15 @@ def _is_trifeature_folder(path: Path) -> bool:
         return False
 
 
-def _plan_split(split: int, n: int, seed: int, spurious: float, twins: bool) -> _Plan:
+def _plan_split(split: int, n: int, seed: int, spurious: float, twin_group: int | None) -> _Plan:
     """Codes and poses of one split; each split has its own random streams, so changing one
     split's count or the spurious rate leaves the other draws unchanged."""
     shape, color, texture, rep = (a.ravel() for a in np.meshgrid(
         np.arange(N_SHAPES), np.arange(N_COLORS), np.arange(N_TEXTURES), np.arange(n), indexing="ij"))
     pose_rng = np.random.default_rng([seed, split, 0])
-    if twins:
-        poses = draw_poses(pose_rng, N_SHAPES * n)
-        pose_id = shape * n + rep
+    if twin_group:
+        pose_id = _twin_pose_ids(shape, color, texture, rep, n, twin_group, np.random.default_rng([seed, split, 2]))
+        poses = draw_poses(pose_rng, int(pose_id.max()) + 1)
     else:
         poses = draw_poses(pose_rng, shape.size)
         pose_id = np.arange(shape.size)
@@ -114,6 +116,16 @@ def _plan_split(split: int, n: int, seed: int, spurious: float, twins: bool) -> 
     color = np.where(flip, shape, color)
     return _Plan(shape.astype(np.int64), color.astype(np.int64), texture.astype(np.int64),
                  pose_id.astype(np.int64), flip, [poses[i] for i in pose_id])
+
+
+def _twin_pose_ids(shape: np.ndarray, color: np.ndarray, texture: np.ndarray, rep: np.ndarray, n: int,
+                   group: int, rng: np.random.Generator) -> np.ndarray:
+    """Pose ids shared by `group` randomly chosen colours of each (shape, texture, replicate)."""
+    cells = N_SHAPES * N_TEXTURES * n
+    order = rng.permuted(np.tile(np.arange(N_COLORS), (cells, 1)), axis=1)
+    slot = np.argsort(order, axis=1)  # slot[cell, c] = position of colour c in the cell's order
+    cell = (shape * N_TEXTURES + texture) * n + rep
+    return cell * (N_COLORS // group) + slot[cell, color] // group
 
 
 def _render_split(plan: _Plan, path: Path, image_size: int, tick: Callable[[], None]) -> None:
@@ -185,6 +197,7 @@ def generate_trifeature(
     test_per_combination: int = DEFAULT_PER_COMBINATION["test"],
     seed: int = 0,
     spurious: float = 0.0,
+    twin_group_size: int = 2,
     progress: Progress | None = None,
 ) -> Path:
     """Generate Trifeature into `out_dir` (written atomically) and return its path.
@@ -193,10 +206,13 @@ def generate_trifeature(
     """
     counts = {"train": train_per_combination, "val": val_per_combination, "test": test_per_combination}
     _validate_options(image_size, counts, spurious)
+    if twin_group_size not in TWIN_GROUP_SIZES:
+        raise KdfairError(f"--twin-group-size {twin_group_size} is not allowed; expected one of "
+                          f"{', '.join(map(str, TWIN_GROUP_SIZES))} (divisors of the 10 colours)")
     out = Path(out_dir)
     _check_replaceable(out)
     options = {"image_size": image_size, **{f"{s}_per_combination": n for s, n in counts.items()},
-               "seed": seed, "spurious": float(spurious)}
+               "seed": seed, "spurious": float(spurious), "twin_group_size": twin_group_size}
     total = sum(n * N_SHAPES * N_COLORS * N_TEXTURES for n in counts.values())
     done = 0
 
@@ -212,7 +228,7 @@ def generate_trifeature(
         split_entries: dict[str, dict[str, Any]] = {}
         for index, split in enumerate(SPLITS):
             plan = _plan_split(index, counts[split], seed, spurious if split == "train" else 0.0,
-                               twins=split in TWIN_SPLITS)
+                               twin_group=twin_group_size if split in TWIN_SPLITS else None)
             images_name, table_name = f"{split}_images.npy", f"{split}.parquet"
             _render_split(plan, tmp / images_name, image_size, tick)
             _write_table(plan, tmp / table_name)

@@ -32,7 +32,7 @@ SWEEP_KEYS: dict[str, type] = {
 DATA_KEYS: dict[str, type] = {"dataset": str, "path": str, "generate": dict}
 GENERATE_KEYS: dict[str, type] = {
     "image_size": int, "train_per_combination": int, "val_per_combination": int,
-    "test_per_combination": int, "seed": int, "spurious": float,
+    "test_per_combination": int, "seed": int, "spurious": float, "twin_group_size": int,
 }
 ANALYSES_KEYS: dict[str, type] = {
     "split": str, "group_attributes": list, "pairs": str, "pairs_attribute": str, "pairs_k": int,
