@@ -32,6 +32,8 @@ TRAIN_OPTIONS: list[tuple[str, Any, Any]] = [
     ("warmup_epochs", int, typer.Option(0, "--warmup-epochs", help="Linear LR warmup epochs.", rich_help_panel=_P)),
     ("label_smoothing", float, typer.Option(0.0, "--label-smoothing", help="Label smoothing of the hard-label "
                                             "cross-entropy.", rich_help_panel=_P)),
+    ("grad_clip", float, typer.Option(5.0, "--grad-clip", help="Clip the global gradient norm to this value "
+                                      "(0 = off).", rich_help_panel=_P)),
     ("augment", bool, typer.Option(True, "--augment/--no-augment", help="Random crop (pad size/8) and "
                                    "horizontal flip, batch-wise on the device.", rich_help_panel=_P)),
     ("seed", int, typer.Option(0, "--seed", help="Seed of initialisation, order and augmentation.",
@@ -83,7 +85,7 @@ EXIT_INTERRUPTED = 143
 
 def run_training(cfg: Any, run: dict[str, Any], teacher_setup: Any = None) -> None:
     """Train, report, and turn an interruption into one line and exit code 143."""
-    from kdfair_cli.train.loop import Interrupted
+    from kdfair_cli.train.loop import Diverged, Interrupted
     from kdfair_cli.train.runner import train_model
 
     try:
@@ -92,6 +94,9 @@ def run_training(cfg: Any, run: dict[str, Any], teacher_setup: Any = None) -> No
     except Interrupted as exc:
         console.print(f"kdfair: {exc}; state saved in {cfg.out}; rerun with --resume to continue", soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Diverged as exc:
+        console.print(f"kdfair: error: {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
     report_model(meta, Path(cfg.out), run["json_out"])
 
 

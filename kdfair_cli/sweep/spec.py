@@ -24,7 +24,7 @@ PAIR_SOURCES = ("knn", "twins", "none")
 TRAIN_KEYS: dict[str, type] = {
     "arch": str, "epochs": int, "batch_size": int, "optimizer": str, "lr": float, "momentum": float,
     "weight_decay": float, "schedule": str, "warmup_epochs": int, "label_smoothing": float,
-    "augment": bool, "select": str, "val_fraction": float, "amp": bool,
+    "augment": bool, "select": str, "val_fraction": float, "amp": bool, "grad_clip": float,
 }
 SWEEP_KEYS: dict[str, type] = {
     "name": str, "seeds": list, "temperatures": list, "alpha": float, "t2_scaling": bool, "device": str,
@@ -66,7 +66,7 @@ seed = 0
 
 # Training settings for every role; [teacher], [nds] and [ds] override them.
 # Keys: arch epochs batch_size optimizer lr momentum weight_decay schedule warmup_epochs
-#       label_smoothing augment select val_fraction amp
+#       label_smoothing augment select val_fraction amp grad_clip
 [train]
 epochs = 30
 batch_size = 128

@@ -35,6 +35,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
+    grad_clip: float = 5.0  # max global gradient norm; 0 = off
     augment: bool = True
     seed: int = 0
     select: str = "last"
@@ -54,6 +55,8 @@ class TrainConfig:
         require(self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}")
         require(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
         require(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
+        require(self.grad_clip >= 0 and math.isfinite(self.grad_clip),
+                f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip}")
         require(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         require(0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
                 f"--warmup-epochs must be smaller than --epochs, got {self.warmup_epochs}")

@@ -30,6 +30,10 @@ from kdfair_cli.train.progress import EpochReporter
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+class Diverged(Exception):
+    """The loss became NaN or infinite: a failed run (exit 1), with advice in the message."""
+
+
 class Interrupted(Exception):
     """Training stopped by SIGTERM/SIGINT; the state of `epoch` finished epochs is saved."""
 
@@ -172,12 +176,17 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
                     loss = objective(logits, y, index, x)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 loss_sum += loss.detach() * len(index)
                 correct += (logits.detach().argmax(1) == y).sum()
                 if report.live:
                     report.batch(float(loss), float(correct) / min(n, (step + 1) * cfg.batch_size))
             trained += n
+            if not torch.isfinite(loss_sum):
+                raise Diverged(f"training diverged in epoch {epoch + 1}: the loss is not finite; "
+                               "lower --lr or set --grad-clip (e.g. 5)")
             record = {"epoch": epoch, "train_loss": float(loss_sum) / n, "train_acc": float(correct) / n,
                       "lr": lr, "seconds": time.perf_counter() - t0, "val_loss": None, "val_acc": None}
             if data.val is not None:
