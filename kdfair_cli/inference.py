@@ -13,7 +13,7 @@ from kdfair_cli import __version__
 from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.modeldir import load_model
-from kdfair_cli.train.batches import ImageBatches
+from kdfair_cli.train.batches import Batches, make_batches
 from kdfair_cli.train.device import resolve_device
 from kdfair_cli.train.loop import autocast
 
@@ -28,7 +28,7 @@ class SplitPredictions:
 
 
 @torch.no_grad()
-def compute_logits(model: torch.nn.Module, batches: ImageBatches, batch_size: int, amp: bool = False) -> np.ndarray:
+def compute_logits(model: torch.nn.Module, batches: Batches, batch_size: int, amp: bool = False) -> np.ndarray:
     """Logits at T = 1 for every sample, in order, without augmentation."""
     model.eval()
     chunks = []
@@ -62,8 +62,8 @@ def predict_split(model_dir: str | Path, *, split: str = "test", data: str | Non
                           f"dataset {name} gives {tuple(info.input_shape)}")
     part = ds.split(split)
     norm = meta.get("normalization", {"mean": info.mean, "std": info.std})
-    images = torch.from_numpy(np.ascontiguousarray(part.images)).to(dev)
-    logits = compute_logits(model, ImageBatches(images, tuple(norm["mean"]), tuple(norm["std"])), batch_size, amp)
+    batches = make_batches(ds, part, dev, tuple(norm["mean"]), tuple(norm["std"]))
+    logits = compute_logits(model, batches, batch_size, amp)
     out_meta = {
         "kdfair_version": __version__,
         "num_classes": info.num_classes,

@@ -9,9 +9,42 @@ fast as a bare PyTorch loop.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+class Batches(Protocol):
+    """What the training loop and predict need from a split: model inputs by sample position.
+
+    `index` tensors hold positions in the split (0..N-1, on the device); labels and cached
+    teacher logits are looked up with the same positions. ImageBatches is the in-memory
+    implementation; a dataset may provide its own (streaming images, token ids) through a
+    `make_batches(split, device, mean, std)` method.
+    """
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, order: torch.Tensor, batch_size: int, augment: bool,
+              generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, Any]]:
+        """(index, model input) batches following `order`."""
+        ...
+
+    def sequential(self, batch_size: int) -> Iterator[tuple[torch.Tensor, Any]]:
+        """(index, model input) in order, without augmentation."""
+        ...
+
+
+def make_batches(dataset: Any, split: Any, device: torch.device, mean: tuple[float, ...],
+                 std: tuple[float, ...]) -> Batches:
+    """The dataset's own batches if it defines make_batches, else in-memory uint8 images."""
+    custom = getattr(dataset, "make_batches", None)
+    if custom is not None:
+        return custom(split, device, mean, std)
+    images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
+    return ImageBatches(images, mean, std)
 
 
 class ImageBatches:
@@ -39,6 +72,12 @@ class ImageBatches:
         if augment:
             batch = random_crop_flip(batch, generator)
         return batch
+
+    def epoch(self, order: torch.Tensor, batch_size: int, augment: bool,
+              generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            yield index, self.get(index, augment, generator)
 
     def sequential(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(index, batch) in order, without augmentation: for prediction."""

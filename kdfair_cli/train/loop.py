@@ -22,7 +22,7 @@ from torch import nn
 
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import atomic_path
-from kdfair_cli.train.batches import ImageBatches, augment_generator, epoch_order
+from kdfair_cli.train.batches import Batches, augment_generator, epoch_order
 from kdfair_cli.train.config import TrainConfig, lr_at
 from kdfair_cli.train.progress import EpochReporter
 
@@ -44,9 +44,9 @@ class Interrupted(Exception):
 
 @dataclass
 class LoopData:
-    train: ImageBatches
+    train: Batches
     train_labels: torch.Tensor
-    val: ImageBatches | None = None
+    val: Batches | None = None
     val_labels: torch.Tensor | None = None
 
 
@@ -78,7 +78,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: ImageBatches, labels: torch.Tensor, batch_size: int,
+def evaluate(model: nn.Module, batches: Batches, labels: torch.Tensor, batch_size: int,
              amp: bool = False) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) without augmentation."""
     was_training = model.training
@@ -162,14 +162,13 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
             gen = augment_generator(cfg.seed, epoch, device)
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
-            for step in range(steps):
+            batches = data.train.epoch(order, cfg.batch_size, cfg.augment, gen)
+            for step, (index, x) in enumerate(batches):
                 if flag["stop"]:
                     raise Interrupted(epoch)
-                index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 lr = lr_at(cfg, epoch * steps + step, steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                x = data.train.get(index, cfg.augment, gen)
                 y = data.train_labels[index]
                 with autocast(device, cfg.amp):
                     logits = model(x)

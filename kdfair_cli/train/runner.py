@@ -21,7 +21,7 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import check_writable
 from kdfair_cli.io.modeldir import META, STATE, save_model_dir
 from kdfair_cli.models.registry import build_model, count_parameters
-from kdfair_cli.train.batches import ImageBatches
+from kdfair_cli.train.batches import Batches, make_batches
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train.device import resolve_device
 from kdfair_cli.train.kd_loss import kd_loss
@@ -47,10 +47,9 @@ def _subset(split: Split, index: np.ndarray, name: str) -> Split:
                  {k: v[index] for k, v in split.attrs.items()}, {k: v[index] for k, v in split.extra.items()})
 
 
-def to_batches(split: Split, info: DatasetInfo, device: torch.device) -> tuple[ImageBatches, torch.Tensor]:
-    images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
+def to_batches(dataset: Any, split: Split, info: DatasetInfo, device: torch.device) -> tuple[Batches, torch.Tensor]:
     labels = torch.from_numpy(split.labels.astype(np.int64)).to(device)
-    return ImageBatches(images, info.mean, info.std), labels
+    return make_batches(dataset, split, device, info.mean, info.std), labels
 
 
 def prepare_output(out: Path, resume: bool, force: bool) -> None:
@@ -101,8 +100,8 @@ def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, 
     else:
         teacher_fn, provenance = teacher_setup(cfg, info, train, device)
         objective = kd_objective(teacher_fn, cfg)
-    train_b, train_y = to_batches(train, info, device)
-    val_b, val_y = to_batches(val, info, device)
+    train_b, train_y = to_batches(dataset, train, info, device)
+    val_b, val_y = to_batches(dataset, val, info, device)
     data = LoopData(train_b, train_y, val_b, val_y)
     result = fit(model, data, cfg, objective, device, out / STATE, resume=resume,
                  name=f"{cfg.role}:{cfg.arch}", verbose=verbose)
