@@ -138,16 +138,22 @@ def test_sigterm_in_a_real_process_saves_state_and_resume_finishes(tri, tmp_path
     import signal
     import time
 
+    import pandas as pd
+
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "kdfair_cli", "train-teacher", "--data", str(tri), "--arch", "lenet5",
-            "-o", str(out), "--epochs", "400", "--batch-size", "64", "--device", "cpu"]
+    args = [sys.executable, "-m", "kdfair_cli", "train-teacher", "--data", str(tri), "--arch", "resnet20",
+            "-o", str(out), "--epochs", "4", "--batch-size", "64", "--device", "cpu"]
     proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not (out / "train_state.pt").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    deadline = time.time() + 120
+    while not (out / "train_state.pt").exists() and time.time() < deadline:  # epoch 1 is done
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err.decode()
     assert b"rerun with --resume" in err and b"Traceback" not in err
     assert (out / "train_state.pt").exists() and not (out / "model.json").exists()
+    resumed = subprocess.run(args + ["--resume"], env=env, capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert list(pd.read_parquet(out / "history.parquet")["epoch"]) == [0, 1, 2, 3]
+    assert not (out / "train_state.pt").exists()
