@@ -62,7 +62,7 @@ def predict_split(model_dir: str | Path, *, split: str = "test", data: str | Non
                           f"dataset {name} gives {tuple(info.input_shape)}")
     part = ds.split(split)
     norm = meta.get("normalization", {"mean": info.mean, "std": info.std})
-    batches = make_batches(ds, part, dev, tuple(norm["mean"]), tuple(norm["std"]))
+    batches = make_batches(ds, part, dev, tuple(norm["mean"]), tuple(norm["std"]), model=model)
     logits = compute_logits(model, batches, batch_size, amp)
     out_meta = {
         "kdfair_version": __version__,

@@ -12,7 +12,7 @@ from kdfair_cli.cli.train_options import run_training, split_options, with_train
 
 @with_train_options
 def command(
-    arch: str = typer.Option(..., "--arch", help="Student architecture, e.g. lenet5."),
+    arch: str = typer.Option(..., "--arch", help="Student architecture, e.g. lenet5, or distilbert for text."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     temperature: float = typer.Option(..., "--temperature", "-T", help="Softmax temperature T > 0."),
     teacher: Path = typer.Option(None, "--teacher", help="Teacher model directory (online distillation)."),

@@ -41,9 +41,11 @@ def command(
     data: Annotated[Path | None, typer.Option(help="Dataset folder.")] = None,
     split: Annotated[str, typer.Option(help="Split to pair.")] = "test",
     source: Annotated[
-        Literal["knn", "twins"],
+        Literal["knn", "twins", "tfidf-knn", "identity-swap"],
         typer.Option(help="knn: k nearest neighbours in the representation; twins: counterfactual "
-                     "twins differing only in --attribute (generated Trifeature).")] = "knn",
+                     "twins differing only in --attribute (generated Trifeature); tfidf-knn: k nearest "
+                     "neighbours in TF-IDF (text); identity-swap: each post paired with its copy with "
+                     "identity terms swapped, in the derived split SPLIT+swap (text).")] = "knn",
     k: Annotated[int, typer.Option("-k", "--k", help="Neighbours per sample (knn).")] = 5,
     attribute: Annotated[str | None, typer.Option(help="Attribute the twins differ in "
                                                   "(twins).")] = None,
@@ -51,25 +53,37 @@ def command(
                                                   "[N, D] or Parquet with a 'features' column "
                                                   "(e.g. a predictions file).")] = None,
     distance: Annotated[
-        Literal["rms", "euclidean", "unit"],
+        Literal["auto", "rms", "euclidean", "unit", "cosine"],
         typer.Option(help="d(x, x'): rms = Euclidean / sqrt(D) (RMS pixel difference), euclidean, "
-                     "or unit (d = 1).")] = "rms",
+                     "unit (d = 1), or cosine (1 - cos). auto: cosine for tfidf-knn, unit for "
+                     "identity-swap, else rms.")] = "auto",
+    max_features: Annotated[int, typer.Option(help="TF-IDF vocabulary size (text sources; fitted "
+                                              "on the train split).")] = 5000,
     json_out: JsonFlag = False,
 ) -> None:
     """Build a pair set once per split so every model is judged on the same pairs.
 
     knn pairs each sample with its k nearest neighbours (exact search, undirected, unique) in a
     fixed input representation: pixels scaled to [0, 1] (from --dataset/--data/--split) or a
-    --features file. twins pairs generated Trifeature samples that share pose_id and every other
+    --features file. Text: tfidf-knn does the same in a TF-IDF representation fitted on the train
+    split; identity-swap pairs each post holding an identity term (docs/text.md) with its swapped
+    copy in the derived split SPLIT+swap. twins pairs generated Trifeature samples that share pose_id and every other
     attribute and differ only in --attribute. Distances are recorded in the file.
 
     Example:
 
         kdfair pairs --dataset trifeature --data data/trifeature --split test -k 5 -o pairs/test-knn.parquet
         kdfair pairs --dataset trifeature --data data/trifeature --split test --source twins --attribute color -o pairs/test-color-twins.parquet
+        kdfair pairs --dataset hatexplain --data data/hatexplain --split test --source tfidf-knn -k 5 -o pairs/hx-test-tfidf.parquet
+        kdfair pairs --dataset hatexplain --data data/hatexplain --split test --source identity-swap -o pairs/hx-test-swap.parquet  (judge `kdfair predict M --split test+swap`)
     """
     check_writable(out)
     started = time.perf_counter()
+    if distance == "auto":
+        distance = {"tfidf-knn": "cosine", "identity-swap": "unit"}.get(source, "rms")
+    if source in ("tfidf-knn", "identity-swap"):
+        _text_pairs(out, dataset, data, split, source, k, distance, max_features, features, json_out, started)
+        return
     ds = sp = None
     if dataset is not None or data is not None:
         if dataset is None or data is None:
@@ -90,6 +104,9 @@ def command(
         elif isinstance(fmeta.get("split"), str):
             meta["split"] = fmeta["split"]
     elif sp is not None:
+        if sp.images is None:
+            raise KdfairError(f"dataset {dataset} is text: use --source tfidf-knn or identity-swap, "
+                              "or give --features")
         x, ids = _pixels(sp), np.asarray(sp.sample_id, dtype=np.int64)
         meta["representation"] = "pixels scaled to [0, 1], flattened"
     else:
@@ -124,6 +141,60 @@ def command(
                "seconds": round(time.perf_counter() - started, 3), "out": str(out)}
     console.print(f"wrote {out}: {a.size} pairs ({source}, distance {distance}) over "
                   f"{x.shape[0]} samples of dimension {x.shape[1]}")
+    if json_out:
+        print_json(summary)
+
+
+def _text_pairs(out: Path, dataset: str | None, data: Path | None, split: str, source: str, k: int,
+                distance: str, max_features: int, features: Path | None, json_out: bool, started: float) -> None:
+    """tfidf-knn and identity-swap pairs of a text dataset split."""
+    from kdfair_cli.data.registry import open_dataset
+    from kdfair_cli.data.text import SWAP_SUFFIX
+    from kdfair_cli.data.text_features import fit_tfidf
+
+    if dataset is None or data is None:
+        raise KdfairError(f"--source {source} needs --dataset and --data (a text dataset)")
+    if features is not None:
+        raise KdfairError(f"--source {source} builds its own TF-IDF representation; drop --features")
+    if max_features < 1:
+        raise KdfairError(f"--max-features must be positive, got {max_features}")
+    ds = open_dataset(dataset, data)
+    if ds.info.modality != "text":
+        raise KdfairError(f"--source {source} needs a text dataset; {dataset} is {ds.info.modality}")
+    if split.endswith(SWAP_SUFFIX):
+        raise KdfairError(f"--split {split}: give the base split (e.g. test); identity-swap pairs "
+                          f"live in its derived split {split}")
+    tfidf = fit_tfidf(list(ds.split("train").extra["text"]), max_features=max_features)
+    if not tfidf.vocabulary:
+        raise KdfairError(f"{data}: the train split has no term in two posts; TF-IDF is empty")
+    pair_split = split + SWAP_SUFFIX if source == "identity-swap" else split
+    sp = ds.split(pair_split)
+    x = tfidf.transform(list(sp.extra["text"]))
+    ids = np.asarray(sp.sample_id, dtype=np.int64)
+    meta: dict = {"schema": SCHEMA, "source": source, "distance": distance, "split": pair_split,
+                  "dataset": ds.info.name, "dataset_fingerprint": ds.info.fingerprint,
+                  "representation": f"tfidf (vocabulary {len(tfidf.vocabulary)} terms of the train split, "
+                                    "sublinear tf, smoothed idf, unit L2 rows)",
+                  "n_samples": int(x.shape[0]), "dim": int(x.shape[1])}
+    if source == "tfidf-knn":
+        if not 1 <= k < x.shape[0]:
+            raise KdfairError(f"--k must be in [1, {x.shape[0] - 1}] for {x.shape[0]} samples, got {k}")
+        a, b = knn_pairs(x, k)
+        meta.update(k=k)
+    else:
+        copies = np.flatnonzero(np.asarray(sp.extra["swap_of"]) >= 0)
+        if copies.size == 0:
+            raise KdfairError(f"no post of split {split} contains an identity term of the swap list")
+        a, b = np.asarray(sp.extra["swap_of"])[copies].astype(np.int64), copies.astype(np.int64)
+        meta.update(word_list="kdfair_cli.data.text.IDENTITY_SWAPS",
+                    predict_split=f"predictions must come from `kdfair predict --split {pair_split}`")
+    d = pair_distances(x, a, b, distance)
+    write_pairs(out, ids[a], ids[b], d, meta)
+    summary = {**meta, "n_pairs": int(a.size), "n_zero_distance": int((d == 0).sum()),
+               "mean_distance": float(d.mean()) if d.size else None,
+               "seconds": round(time.perf_counter() - started, 3), "out": str(out)}
+    console.print(f"wrote {out}: {a.size} pairs ({source}, distance {distance}) over {x.shape[0]} "
+                  f"samples of split {pair_split}, TF-IDF dimension {x.shape[1]}")
     if json_out:
         print_json(summary)
 

@@ -42,6 +42,20 @@ TRAIN_OPTIONS: list[tuple[str, Any, Any]] = [
                                  "(never the test split).", rich_help_panel=_P)),
     ("val_fraction", float, typer.Option(0.1, "--val-fraction", help="Holdout of train used for validation "
                                          "when the dataset has no val split.", rich_help_panel=_P)),
+    ("pretrained", Path, typer.Option(None, "--pretrained", help="Text: a local transformers model directory "
+                                      "to start from (never the hub); use with --arch hf, bert or distilbert.",
+                                      rich_help_panel="Text")),
+    ("tokenizer", Path, typer.Option(None, "--tokenizer", help="Text: a local tokenizer directory (e.g. the "
+                                     "teacher's model dir); default: the --pretrained one, else a WordPiece "
+                                     "tokenizer trained on the train split.", rich_help_panel="Text")),
+    ("max_length", int, typer.Option(128, "--max-length", help="Text: tokens per post (truncate/pad).",
+                                     rich_help_panel="Text")),
+    ("model_config", str, typer.Option(None, "--model-config", help="Text: config overrides for --arch "
+                                       "bert/distilbert, e.g. 'hidden=256,layers=4,heads=4,ffn=1024' "
+                                       "(or raw config keys).", rich_help_panel="Text")),
+    ("vocab_size", int, typer.Option(8000, "--vocab-size", help="Text: vocabulary of the WordPiece tokenizer "
+                                     "trained when neither --tokenizer nor --pretrained is given.",
+                                     rich_help_panel="Text")),
     ("device", str, typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.",
                                  rich_help_panel="Run")),
     ("amp", bool, typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA (ignored on CPU).",

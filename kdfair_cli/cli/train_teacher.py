@@ -12,9 +12,9 @@ from kdfair_cli.cli.train_options import run_training, split_options, with_train
 
 @with_train_options
 def command(
-    arch: str = typer.Option(..., "--arch", help="Architecture: resnet20/32/44/56/110, lenet5."),
+    arch: str = typer.Option(..., "--arch", help="Architecture: resnet20/32/44/56/110, lenet5; text: bert, distilbert, hf (with --pretrained)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
-    role: str = typer.Option("", "--role", help="teacher or nds (default: nds for lenet5, else teacher)."),
+    role: str = typer.Option("", "--role", help="teacher or nds (default: nds for lenet5 and distilbert, else teacher)."),
     **options: Any,
 ) -> None:
     """Train a model on hard labels; the NDS baseline is the same command with the student arch.
@@ -26,7 +26,7 @@ def command(
     from kdfair_cli.errors import KdfairError
     from kdfair_cli.train.config import TrainConfig
 
-    role = role or ("nds" if arch == "lenet5" else "teacher")
+    role = role or ("nds" if arch in ("lenet5", "distilbert") else "teacher")
     if role not in ("teacher", "nds"):
         raise KdfairError(f"--role '{role}': expected teacher or nds")
     config, run = split_options(options)

@@ -28,10 +28,12 @@ class Split:
 
     images: uint8 [N, C, H, W]; labels: int64 [N]; sample_id: int64 [N] (index in the split);
     attrs: attribute name -> int codes [N]; extra: other per-sample columns (e.g. pose_id).
+    Text sets (modality "text") have images=None and the raw text in extra["text"] (object
+    array of str); the model's tokenizer turns it into token ids (kdfair_cli.models.text).
     """
 
     name: str
-    images: np.ndarray
+    images: np.ndarray | None
     labels: np.ndarray
     sample_id: np.ndarray
     attrs: dict[str, np.ndarray] = field(default_factory=dict)
@@ -49,12 +51,13 @@ class DatasetInfo:
     num_classes: int
     class_names: tuple[str, ...]
     attributes: tuple[Attribute, ...]
-    input_shape: tuple[int, int, int]  # (C, H, W)
+    input_shape: tuple[int, ...]  # (C, H, W); () for text
     mean: tuple[float, ...]  # per channel, on [0, 1] pixels
     std: tuple[float, ...]
     splits: tuple[str, ...]
     fingerprint: str  # identifies the data on disk (e.g. sha256 of its manifest)
     options: dict = field(default_factory=dict)
+    modality: str = "image"  # "image" or "text"
 
     def attribute(self, name: str) -> Attribute:
         for attr in self.attributes:
@@ -74,6 +77,7 @@ class DatasetInfo:
             "splits": list(self.splits),
             "fingerprint": self.fingerprint,
             "options": self.options,
+            "modality": self.modality,
         }
 
 

@@ -12,6 +12,8 @@ from kdfair_cli.errors import KdfairError
 #: name -> "module:function"; the function takes (path, **options) and returns a Dataset.
 DATASETS: dict[str, str] = {
     "trifeature": "kdfair_cli.data.trifeature:open_trifeature",
+    "hatexplain": "kdfair_cli.data.hatexplain:open_hatexplain",
+    "textcsv": "kdfair_cli.data.textcsv:open_textcsv",
 }
 
 

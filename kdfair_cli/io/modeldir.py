@@ -31,14 +31,22 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def save_model_dir(out: Path, state_dict: dict, meta: dict[str, Any], history: list[dict]) -> dict:
-    """Write weights, history, then model.json (with the weights' sha256); return the meta."""
+def save_model_dir(out: Path, state_dict: dict, meta: dict[str, Any], history: list[dict],
+                   write_weights: Any = None) -> dict:
+    """Write weights, history, then model.json (with the weights' sha256); return the meta.
+
+    write_weights(out, state_dict), if given, writes model.safetensors (and its companions)
+    itself: text models write transformers' save_pretrained output and their tokenizer.
+    """
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    with atomic_path(out / WEIGHTS) as tmp:
-        save_file(tensors, str(tmp))
+    if write_weights is not None:
+        write_weights(out, state_dict)
+    else:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+        with atomic_path(out / WEIGHTS) as tmp:
+            save_file(tensors, str(tmp))
     with atomic_path(out / HISTORY) as tmp:
         pd.DataFrame(history).to_parquet(tmp, index=False)
     meta = {**meta, "weights_sha256": sha256_file(out / WEIGHTS)}
@@ -80,6 +88,10 @@ def load_model(model_dir: str | Path, device: Any = "cpu", verify: bool = True):
         raise KdfairError(f"{weights} is missing: the model directory has no weights")
     if verify and meta.get("weights_sha256") and sha256_file(weights) != meta["weights_sha256"]:
         raise KdfairError(f"{weights} does not match the sha256 recorded in {model_dir / META}")
+    if meta.get("arch_family") == "hf":  # transformers save_pretrained directory
+        from kdfair_cli.models.text import load_text_model
+
+        return load_text_model(model_dir, meta).to(device).eval(), meta
     model = build_model(meta["arch"], int(meta["num_classes"]), tuple(meta["input_shape"]))
     try:
         state = load_file(str(weights), device=str(device))

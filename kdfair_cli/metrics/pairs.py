@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DISTANCES = ("rms", "euclidean", "unit")
+DISTANCES = ("rms", "euclidean", "unit", "cosine")
 
 #: Rows per block of the kNN search: a block pair's distance matrix (16 MB in float32) stays
 #: cache-friendly while the matrix product is large enough to run near peak speed.
@@ -124,12 +124,20 @@ def pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray, distance: str = 
 
     rms: Euclidean / sqrt(D), i.e. the root-mean-square per-feature difference (for pixels in
     [0, 1], the RMS pixel difference, comparable across image sizes); euclidean: plain L2;
-    unit: 1 for every pair (the ratio becomes the plain output difference).
+    unit: 1 for every pair (the ratio becomes the plain output difference); cosine: 1 - cos(a, b)
+    (0 for two zero vectors, 1 for a zero and a non-zero vector), e.g. for TF-IDF rows.
     """
     if distance == "unit":
         return np.ones(a.shape[0])
     if distance not in DISTANCES:
         raise ValueError(f"unknown distance {distance!r}; expected one of {DISTANCES}")
+    if distance == "cosine":
+        xa, xb = x[a].astype(np.float64), x[b].astype(np.float64)
+        na, nb = np.linalg.norm(xa, axis=1), np.linalg.norm(xb, axis=1)
+        dot = np.einsum("ij,ij->i", xa, xb)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = np.where((na > 0) & (nb > 0), dot / (na * nb), np.where((na == 0) & (nb == 0), 1.0, 0.0))
+        return np.clip(1.0 - cos, 0.0, 2.0)
     d = x.shape[1]
     out = np.empty(a.shape[0])
     step = max(1, max_block // max(d, 1))

@@ -38,8 +38,12 @@ class Batches(Protocol):
 
 
 def make_batches(dataset: Any, split: Any, device: torch.device, mean: tuple[float, ...],
-                 std: tuple[float, ...]) -> Batches:
-    """The dataset's own batches if it defines make_batches, else in-memory uint8 images."""
+                 std: tuple[float, ...], model: Any = None) -> Batches:
+    """The model's own batches if it defines make_batches (text models tokenise with their own
+    tokenizer), else the dataset's if it does, else in-memory uint8 images."""
+    own = getattr(model, "make_batches", None)
+    if own is not None:
+        return own(split, device)
     custom = getattr(dataset, "make_batches", None)
     if custom is not None:
         return custom(split, device, mean, std)

@@ -48,6 +48,12 @@ class TrainConfig:
     kd_scale_t2: bool = True
     teacher: str | None = None
     teacher_logits: str | None = None
+    # Text models (arch bert / distilbert / hf; see kdfair_cli.models.text).
+    pretrained: str | None = None
+    tokenizer: str | None = None
+    max_length: int = 128
+    model_config: str | None = None
+    vocab_size: int = 8000
 
     def validate(self) -> None:
         require(self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
@@ -70,6 +76,7 @@ class TrainConfig:
             require(a is not None and 0 <= a <= 1, f"--alpha must be in [0, 1], got {a}")
             require((self.teacher is None) != (self.teacher_logits is None),
                     "give exactly one of --teacher DIR and --teacher-logits FILE")
+        require(self.max_length >= 8, f"--max-length must be at least 8, got {self.max_length}")
         out = Path(self.out)
         require(not out.exists() or out.is_dir(), f"output {out} exists and is not a directory")
 

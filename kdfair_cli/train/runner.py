@@ -43,13 +43,33 @@ def split_train_val(info: DatasetInfo, dataset: Any, cfg: TrainConfig) -> tuple[
 
 
 def _subset(split: Split, index: np.ndarray, name: str) -> Split:
-    return Split(name, split.images[index], split.labels[index], split.sample_id[index],
+    images = None if split.images is None else split.images[index]
+    return Split(name, images, split.labels[index], split.sample_id[index],
                  {k: v[index] for k, v in split.attrs.items()}, {k: v[index] for k, v in split.extra.items()})
 
 
-def to_batches(dataset: Any, split: Split, info: DatasetInfo, device: torch.device) -> tuple[Batches, torch.Tensor]:
+def to_batches(dataset: Any, split: Split, info: DatasetInfo, device: torch.device,
+               model: Any = None) -> tuple[Batches, torch.Tensor]:
     labels = torch.from_numpy(split.labels.astype(np.int64)).to(device)
-    return make_batches(dataset, split, device, info.mean, info.std), labels
+    return make_batches(dataset, split, device, info.mean, info.std, model=model), labels
+
+
+def _build(cfg: TrainConfig, info: DatasetInfo, train: Split) -> tuple[torch.nn.Module, dict | None]:
+    """The model to train, and for text models the facts model.json records under "text"."""
+    from kdfair_cli.models.text import TEXT_ARCHS, is_text_arch
+
+    text_data = info.modality == "text"
+    if is_text_arch(cfg.arch) != text_data:
+        want = "a text dataset (hatexplain, textcsv)" if is_text_arch(cfg.arch) else \
+            f"a text arch ({', '.join(TEXT_ARCHS)})"
+        raise KdfairError(f"arch '{cfg.arch}' does not fit dataset {info.name} ({info.modality}); expected {want}")
+    if not text_data:
+        return build_model(cfg.arch, info.num_classes, info.input_shape), None
+    from kdfair_cli.models.text import build_text_model
+
+    return build_text_model(cfg.arch, info.num_classes, info.class_names, train.extra["text"],
+                            pretrained=cfg.pretrained, tokenizer=cfg.tokenizer, max_length=cfg.max_length,
+                            model_config=cfg.model_config, vocab_size=cfg.vocab_size)
 
 
 def prepare_output(out: Path, resume: bool, force: bool) -> None:
@@ -93,22 +113,29 @@ def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, 
     info = dataset.info
     train, val, val_source = split_train_val(info, dataset, cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, info.num_classes, info.input_shape).to(device)
+    model, text_meta = _build(cfg, info, train)
+    model = model.to(device)
     provenance: dict[str, Any] = {}
     if teacher_setup is None:
         objective = hard_label_objective(cfg)
     else:
         teacher_fn, provenance = teacher_setup(cfg, info, train, device)
         objective = kd_objective(teacher_fn, cfg)
-    train_b, train_y = to_batches(dataset, train, info, device)
-    val_b, val_y = to_batches(dataset, val, info, device)
+    train_b, train_y = to_batches(dataset, train, info, device, model)
+    val_b, val_y = to_batches(dataset, val, info, device, model)
     data = LoopData(train_b, train_y, val_b, val_y)
     result = fit(model, data, cfg, objective, device, out / STATE, resume=resume,
                  name=f"{cfg.role}:{cfg.arch}", verbose=verbose)
     model.load_state_dict(result.state_dict)
     val_loss, val_acc = evaluate(model, val_b, val_y, cfg.batch_size, cfg.amp)
     meta = _model_meta(cfg, info, model, result, device, val_source, val_loss, val_acc, provenance)
-    meta = save_model_dir(out, result.state_dict, meta, result.history)
+    write_weights = None
+    if text_meta is not None:  # save_pretrained output + tokenizer + model.json
+        from kdfair_cli.models.text import ARCH_FAMILY
+
+        meta.update(arch_family=ARCH_FAMILY, text=text_meta)
+        write_weights = model.write_dir
+    meta = save_model_dir(out, result.state_dict, meta, result.history, write_weights=write_weights)
     (out / STATE).unlink(missing_ok=True)
     return meta
 

@@ -38,11 +38,22 @@ def live_teacher(cfg: TrainConfig, info: DatasetInfo, train: Split, device: torc
                           f"dataset {info.name} gives {tuple(info.input_shape)}")
     for p in model.parameters():
         p.requires_grad_(False)
-    renorm = _renormaliser(info, meta.get("normalization"), device)
+    own = getattr(model, "make_batches", None)
+    if own is not None:
+        # Text: the teacher reads the training posts through its own tokenizer (which may differ
+        # from the student's); index holds positions in the same split, and there is no
+        # augmentation, so teacher and student see the same posts.
+        teacher_batches = own(train, device)
 
-    def teacher_fn(index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), autocast(device, cfg.amp):
-            return model(renorm(x)).float()
+        def teacher_fn(index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad(), autocast(device, cfg.amp):
+                return model(teacher_batches.get(index)).float()
+    else:
+        renorm = _renormaliser(info, meta.get("normalization"), device)
+
+        def teacher_fn(index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad(), autocast(device, cfg.amp):
+                return model(renorm(x)).float()
 
     provenance = {"mode": "online", "dir": str(Path(cfg.teacher).resolve()), "arch": meta["arch"],
                   "seed": meta.get("seed"), "weights_sha256": meta.get("weights_sha256")}
