@@ -12,6 +12,11 @@ from kdfair_cli.errors import KdfairError
 #: name -> "module:function"; the function takes (path, **options) and returns a Dataset.
 DATASETS: dict[str, str] = {
     "trifeature": "kdfair_cli.data.trifeature:open_trifeature",
+    "cifar10": "kdfair_cli.data.cifar:open_cifar10",
+    "cifar100": "kdfair_cli.data.cifar:open_cifar100",
+    "svhn": "kdfair_cli.data.svhn:open_svhn",
+    "celeba": "kdfair_cli.data.celeba:open_celeba",
+    "imagefolder": "kdfair_cli.data.imagefolder:open_imagefolder",
 }
 
 
