@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,12 @@ class TrainConfig:
     kd_scale_t2: bool = True
     teacher: str | None = None
     teacher_logits: str | None = None
+    # Real datasets, torchvision models, GPU speed-ups (docs/vision.md).
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # --dataset-option KEY=VALUE
+    pretrained: str | None = None  # local torchvision weight file loaded before training
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = False  # NHWC memory format on CUDA
+    workers: int = 4  # DataLoader workers of streaming datasets (imagefolder)
 
     def validate(self) -> None:
         require(self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
@@ -63,6 +69,9 @@ class TrainConfig:
         require(0 < self.val_fraction < 1, f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         require(self.optimizer in OPTIMIZERS, f"--optimizer '{self.optimizer}': expected {'|'.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"--schedule '{self.schedule}': expected {'|'.join(SCHEDULES)}")
+        require(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
+        require(self.pretrained is None or Path(self.pretrained).is_file(),
+                f"--pretrained {self.pretrained}: file not found")
         require(self.select in SELECTIONS, f"--select '{self.select}': expected {'|'.join(SELECTIONS)}")
         if self.role == "ds":
             t, a = self.temperature, self.alpha
@@ -78,7 +87,10 @@ class TrainConfig:
 
     def run_hash(self) -> str:
         """Identity of the run for --resume: everything but where it runs."""
-        blob = {k: v for k, v in self.to_json().items() if k not in ("device", "out")}
+        # Fields added later are left out while at their defaults, so older states still resume.
+        later = {"dataset_options": {}, "pretrained": None, "compile": False, "channels_last": False}
+        blob = {k: v for k, v in self.to_json().items()
+                if k not in ("device", "out", "workers") and not (k in later and v == later[k])}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 

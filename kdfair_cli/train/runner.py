@@ -7,6 +7,7 @@ in the objective handed to the shared loop.
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from kdfair_cli.io.modeldir import META, STATE, save_model_dir
 from kdfair_cli.models.registry import build_model, count_parameters
 from kdfair_cli.train.batches import Batches, make_batches
 from kdfair_cli.train.config import TrainConfig
-from kdfair_cli.train.device import resolve_device
+from kdfair_cli.train import distributed
 from kdfair_cli.train.kd_loss import kd_loss
 from kdfair_cli.train.loop import FitResult, LoopData, Objective, evaluate, fit
 
@@ -43,7 +44,8 @@ def split_train_val(info: DatasetInfo, dataset: Any, cfg: TrainConfig) -> tuple[
 
 
 def _subset(split: Split, index: np.ndarray, name: str) -> Split:
-    return Split(name, split.images[index], split.labels[index], split.sample_id[index],
+    images = split.images[index] if split.images is not None else None  # streaming splits hold paths in extra
+    return Split(name, images, split.labels[index], split.sample_id[index],
                  {k: v[index] for k, v in split.attrs.items()}, {k: v[index] for k, v in split.extra.items()})
 
 
@@ -78,22 +80,62 @@ def kd_objective(teacher_fn, cfg: TrainConfig) -> Objective:
     return objective
 
 
+def open_for_training(cfg: TrainConfig) -> Any:
+    """The dataset opened with cfg's --dataset-option values and loading settings."""
+    dataset = open_dataset(cfg.dataset, cfg.data, **cfg.dataset_options)
+    configure = getattr(dataset, "configure_loading", None)
+    if configure is not None:
+        configure(workers=cfg.workers)
+    return dataset
+
+
+def prepare_model(cfg: TrainConfig, info: DatasetInfo, device: torch.device) -> tuple[torch.nn.Module, dict | None]:
+    """Build (seeded), load --pretrained, move to the device, channels_last and compile if asked."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, info.num_classes, info.input_shape)
+    pretrained = None
+    if cfg.pretrained:
+        from kdfair_cli.models.torchvision_models import load_pretrained
+
+        pretrained = load_pretrained(model, cfg.pretrained)
+        if dropped := pretrained["dropped"]:
+            print(f"kdfair: --pretrained: dropped {len(dropped)} tensor(s) whose shape differs "
+                  f"(classifier head re-initialised): {', '.join(dropped)}", file=sys.stderr)
+    model = model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model.compile()  # in place: state_dict keys stay those of the plain model
+    return model, pretrained
+
+
 def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, verbose: bool = True,
-                teacher_setup=None) -> dict:
+                teacher_setup=None) -> dict | None:
     """Train according to `cfg` and write the model directory; returns its model.json.
 
     teacher_setup(cfg, info, train_split, device) -> (teacher_fn, provenance dict) is given by
-    distill; without it the model learns from hard labels.
+    distill; without it the model learns from hard labels. Under torchrun every rank trains
+    (DistributedDataParallel); rank 0 writes the directory and the other ranks return None.
     """
     cfg.validate()
     out = Path(cfg.out)
-    prepare_output(out, resume, force)
-    device = resolve_device(cfg.device)
-    dataset = open_dataset(cfg.dataset, cfg.data)
+    env, device = distributed.setup(cfg.device)
+    try:
+        distributed.check_batch_size(env, cfg.batch_size)
+        if env.main:
+            prepare_output(out, resume, force)
+        distributed.barrier(env)
+        return _train(cfg, out, env, device, resume, verbose and env.main, teacher_setup)
+    finally:
+        distributed.teardown(env)
+
+
+def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.device, resume: bool,
+           verbose: bool, teacher_setup) -> dict | None:
+    dataset = open_for_training(cfg)
     info = dataset.info
     train, val, val_source = split_train_val(info, dataset, cfg)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, info.num_classes, info.input_shape).to(device)
+    model, pretrained = prepare_model(cfg, info, device)
     provenance: dict[str, Any] = {}
     if teacher_setup is None:
         objective = hard_label_objective(cfg)
@@ -103,11 +145,20 @@ def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, 
     train_b, train_y = to_batches(dataset, train, info, device)
     val_b, val_y = to_batches(dataset, val, info, device)
     data = LoopData(train_b, train_y, val_b, val_y)
-    result = fit(model, data, cfg, objective, device, out / STATE, resume=resume,
-                 name=f"{cfg.role}:{cfg.arch}", verbose=verbose)
+    trainee = model
+    if env.active:
+        trainee = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    result = fit(trainee, data, cfg, objective, device, out / STATE, resume=resume,
+                 name=f"{cfg.role}:{cfg.arch}", verbose=verbose, dist=env)
+    if not env.main:
+        return None
     model.load_state_dict(result.state_dict)
     val_loss, val_acc = evaluate(model, val_b, val_y, cfg.batch_size, cfg.amp)
     meta = _model_meta(cfg, info, model, result, device, val_source, val_loss, val_acc, provenance)
+    meta["dataset"]["open_options"] = dict(cfg.dataset_options)
+    meta["pretrained"] = pretrained
+    meta["distributed"] = env.to_json()
     meta = save_model_dir(out, result.state_dict, meta, result.history)
     (out / STATE).unlink(missing_ok=True)
     return meta
