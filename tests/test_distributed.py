@@ -29,7 +29,11 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "kdfair_cli", *args]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    for attempt in range(2):  # a rendezvous port taken by another job on a shared machine: retry once
+        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        if res.returncode == 0 or not any(s in res.stderr for s in ("EADDRINUSE", "Address already in use",
+                                                                    "DistNetworkError")):
+            break
     assert res.returncode == 0, res.stdout + res.stderr
     return res
 
@@ -48,7 +52,8 @@ def test_ddp_two_processes_equal_one(tmp_path) -> None:
     torchrun("train-teacher", *common, "-o", str(tmp_path / "ddp"))
     res = CliRunner().invoke(app, ["train-teacher", *common, "-o", str(tmp_path / "one")])
     assert res.exit_code == 0, res.output
-    a, b = load_file(str(tmp_path / "ddp" / "model.safetensors")), load_file(str(tmp_path / "one" / "model.safetensors"))
+    a = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    b = load_file(str(tmp_path / "one" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     import json
@@ -56,7 +61,8 @@ def test_ddp_two_processes_equal_one(tmp_path) -> None:
     meta = json.loads((tmp_path / "ddp" / "model.json").read_text())
     assert meta["distributed"] == {"world_size": 2, "backend": "gloo"}
     # Distributed predict: each rank runs every second sample, rank 0 writes the whole file.
-    torchrun("predict", str(tmp_path / "one"), "--split", "test", "--device", "cpu", "-o", str(tmp_path / "ddp.parquet"))
+    torchrun("predict", str(tmp_path / "one"), "--split", "test", "--device", "cpu",
+             "-o", str(tmp_path / "ddp.parquet"))
     res = CliRunner().invoke(app, ["predict", str(tmp_path / "one"), "--split", "test", "--device", "cpu",
                                    "-o", str(tmp_path / "one.parquet")])
     assert res.exit_code == 0, res.output

@@ -16,7 +16,8 @@ _P = "Training"  # rich help panel
 
 #: (parameter name, annotation, typer.Option)
 TRAIN_OPTIONS: list[tuple[str, Any, Any]] = [
-    ("dataset", str, typer.Option("trifeature", "--dataset", help="Dataset: trifeature, cifar10, cifar100, svhn, celeba, imagefolder.", rich_help_panel="Data")),
+    ("dataset", str, typer.Option("trifeature", "--dataset", help="Dataset: trifeature, cifar10, cifar100, svhn, "
+                                  "celeba, imagefolder.", rich_help_panel="Data")),
     ("data", Path, typer.Option(..., "--data", help="Dataset folder (e.g. made by `kdfair data trifeature`).",
                                 rich_help_panel="Data")),
     ("dataset_option", list[str], typer.Option(None, "--dataset-option", "-O", metavar="KEY=VALUE",

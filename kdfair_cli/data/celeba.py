@@ -156,7 +156,8 @@ def open_celeba(path: str | Path, **options: Any) -> InMemoryDataset:
         if split == "train" and balance and len(rows):
             counts = np.bincount(y, minlength=2)
             major = int(np.argmax(counts))
-            drop = np.random.default_rng(seed).permutation(np.flatnonzero(y == major))[:counts[major] - counts[1 - major]]
+            excess = int(counts[major] - counts[1 - major])
+            drop = np.random.default_rng(seed).permutation(np.flatnonzero(y == major))[:excess]
             keep = np.setdiff1d(keep, drop)
         attrs = {a: table[rows[keep], col[a]].astype(np.int64) for a in attributes}
         return Split(split, pixels(split, rows[keep]), y[keep], keep.astype(np.int64), attrs)

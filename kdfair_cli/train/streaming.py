@@ -89,7 +89,8 @@ class StreamingBatches:
                 persistent_workers=self.workers > 0, prefetch_factor=4 if self.workers > 0 else None)
         return self._loader
 
-    def _run(self, order: torch.Tensor, batch_size: int, seeds: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _run(self, order: torch.Tensor, batch_size: int,
+             seeds: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         positions = order.tolist()
         seed_list = seeds.tolist() if seeds is not None else [-1] * len(positions)
         self.sampler.batches = [list(zip(positions[s:s + batch_size], seed_list[s:s + batch_size]))
