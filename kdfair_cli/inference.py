@@ -77,7 +77,9 @@ def predict_split(model_dir: str | Path, *, split: str = "test", data: str | Non
         raise KdfairError(f"--batch-size must be positive, got {batch_size}")
     env, dev = distributed.setup(device)
     try:
-        return _predict(model_dir, split, data, dataset, dev, batch_size, amp, dataset_options, workers, env)
+        result = _predict(model_dir, split, data, dataset, dev, batch_size, amp, dataset_options, workers, env)
+        distributed.barrier(env)
+        return result
     finally:
         distributed.teardown(env)
 

@@ -125,7 +125,9 @@ def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, 
         if env.main:
             prepare_output(out, resume, force)
         distributed.barrier(env)
-        return _train(cfg, out, env, device, resume, verbose and env.main, teacher_setup)
+        meta = _train(cfg, out, env, device, resume, verbose and env.main, teacher_setup)
+        distributed.barrier(env)  # all ranks end together, after rank 0 has written the directory
+        return meta
     finally:
         distributed.teardown(env)
 
