@@ -3,17 +3,17 @@
 #   compare-classes: --a --alpha --b --correction --disagreement --id-col --json --label-col --normalize --out --plot --pred-col --show-all -a -b -o
 #   data trifeature: --image-size --json --out --seed --spurious --test-per-combination --train-per-combination --twin-group-size --val-per-combination -o
 #   demo: --device --out --quick -o
-#   distill: --alpha --amp --arch --augment --batch-size --data --dataset --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --no-t2-scaling --optimizer --out --pretrained --quiet --resume --schedule --seed --select --t2-scaling --teacher --teacher-logits --temperature --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay -T -o -q
+#   distill: --alpha --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --no-t2-scaling --optimizer --out --pretrained --quiet --resume --schedule --seed --select --t2-scaling --teacher --teacher-logits --temperature --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -T -o -q
 #   group-fairness: --attr-prefix --attribute --bootstrap --confidence --eod-agg --id-col --json --label-col --out --per-class --positive-class --pred-col --seed -o
 #   individual-fairness: --id-col --json --label-col --logits-col --model-output --out --output-distance --pairs --pred-col --temperature -o
 #   pairs: --attribute --data --dataset --distance --features --json --k --max-features --out --source --split -k -o
-#   predict: --amp --batch-size --data --dataset --device --no-amp --out --split -o
+#   predict: --amp --batch-size --data --dataset --dataset-option --device --no-amp --out --split --workers -O -o
 #   report: --json --out -o
 #   sweep init: --force --out -o
 #   sweep run: --device --index --out --stage --verbose -o -v
 #   sweep slurm: --account --cpus --gpus --kdfair --max-parallel --mem --out --partition --scripts --setup --signal-minutes --time -o
 #   sweep status: --json --spec
-#   train-teacher: --amp --arch --augment --batch-size --data --dataset --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --optimizer --out --pretrained --quiet --resume --role --schedule --seed --select --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay -o -q
+#   train-teacher: --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --optimizer --out --pretrained --quiet --resume --role --schedule --seed --select --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -o -q
 
 #compdef kdfair
 

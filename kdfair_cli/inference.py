@@ -14,7 +14,7 @@ from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.modeldir import load_model
 from kdfair_cli.train.batches import Batches, make_batches
-from kdfair_cli.train.device import resolve_device
+from kdfair_cli.train import distributed
 from kdfair_cli.train.loop import autocast
 
 
@@ -25,6 +25,31 @@ class SplitPredictions:
     logits: np.ndarray
     attrs: dict[str, np.ndarray]
     meta: dict[str, Any]
+
+
+@torch.no_grad()
+def _sharded_logits(model: torch.nn.Module, batches: Batches, batch_size: int, amp: bool,
+                    env: distributed.DistEnv) -> np.ndarray | None:
+    """Each rank runs positions rank, rank + W, ...; rank 0 gathers and returns all logits."""
+    model.eval()
+    n = len(batches)
+    order = torch.arange(env.rank, n, env.world)
+    pos, chunks = [], []
+    for index, x in batches.epoch(order, batch_size, False, None):
+        with autocast(x.device, amp):
+            chunks.append(model(x).float().cpu())
+        pos.append(index.cpu())
+    mine = (torch.cat(pos).numpy() if pos else np.zeros(0, np.int64),
+            torch.cat(chunks).numpy() if chunks else None)
+    parts = distributed.gather_objects(mine, env)
+    if not env.main:
+        return None
+    width = next(p[1].shape[1] for p in parts if p[1] is not None)
+    out = np.zeros((n, width), dtype=np.float32)
+    for index, logits in parts:
+        if logits is not None:
+            out[index] = logits
+    return out
 
 
 @torch.no_grad()
@@ -40,18 +65,38 @@ def compute_logits(model: torch.nn.Module, batches: Batches, batch_size: int, am
 
 def predict_split(model_dir: str | Path, *, split: str = "test", data: str | None = None,
                   dataset: str | None = None, device: str = "auto", batch_size: int = 512,
-                  amp: bool = False) -> SplitPredictions:
-    """Predict one split of the dataset the model was trained on (or of `dataset` at `data`)."""
+                  amp: bool = False, dataset_options: dict[str, Any] | None = None,
+                  workers: int | None = None) -> SplitPredictions | None:
+    """Predict one split of the dataset the model was trained on (or of `dataset` at `data`).
+
+    The dataset is reopened with the --dataset-option values recorded in model.json (when the
+    dataset is the same), updated by `dataset_options`. Under torchrun each rank predicts every
+    W-th sample and rank 0 gathers them; the other ranks return None.
+    """
     if batch_size <= 0:
         raise KdfairError(f"--batch-size must be positive, got {batch_size}")
-    dev = resolve_device(device)
+    env, dev = distributed.setup(device)
+    try:
+        result = _predict(model_dir, split, data, dataset, dev, batch_size, amp, dataset_options, workers, env)
+        distributed.barrier(env)
+        return result
+    finally:
+        distributed.teardown(env)
+
+
+def _predict(model_dir, split, data, dataset, dev, batch_size, amp, dataset_options, workers,
+             env: distributed.DistEnv) -> SplitPredictions | None:
     model, meta = load_model(model_dir, dev)
     trained_on = meta.get("dataset", {})
     name = dataset or trained_on.get("name")
     path = data or trained_on.get("path")
     if not name or not path:
         raise KdfairError(f"{model_dir}: model.json names no dataset; give --dataset and --data")
-    ds = open_dataset(name, path)
+    options = dict(trained_on.get("open_options") or {}) if name == trained_on.get("name") else {}
+    options.update(dataset_options or {})
+    ds = open_dataset(name, path, **options)
+    if workers is not None and hasattr(ds, "configure_loading"):
+        ds.configure_loading(workers=workers)
     info = ds.info
     if split not in info.splits:
         raise KdfairError(f"dataset {name} at {path} has no split '{split}'; it has: {', '.join(info.splits)}")
@@ -63,7 +108,12 @@ def predict_split(model_dir: str | Path, *, split: str = "test", data: str | Non
     part = ds.split(split)
     norm = meta.get("normalization", {"mean": info.mean, "std": info.std})
     batches = make_batches(ds, part, dev, tuple(norm["mean"]), tuple(norm["std"]), model=model)
-    logits = compute_logits(model, batches, batch_size, amp)
+    if env.active:
+        logits = _sharded_logits(model, batches, batch_size, amp, env)
+        if logits is None:
+            return None
+    else:
+        logits = compute_logits(model, batches, batch_size, amp)
     out_meta = {
         "kdfair_version": __version__,
         "num_classes": info.num_classes,

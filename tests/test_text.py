@@ -194,6 +194,11 @@ def test_text_pipeline_end_to_end(tmp_path):
     assert bad.exit_code == 2 and "does not fit dataset hatexplain" in bad.output
     bad = runner.invoke(app, ["train-teacher", *common, "--arch", "hf", "--pretrained", tmp_path / "nowhere",
                               "--epochs", "1", "-o", tmp_path / "bad2"])
+    assert bad.exit_code == 2 and "--pretrained" in bad.output and "no such file or folder" in bad.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = runner.invoke(app, ["train-teacher", *common, "--arch", "hf", "--pretrained", empty,
+                              "--epochs", "1", "-o", tmp_path / "bad3"])
     assert bad.exit_code == 2 and "no config.json" in bad.output
 
 

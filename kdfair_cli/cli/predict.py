@@ -15,6 +15,9 @@ def command(
     split: str = typer.Option("test", "--split", help="Split to predict (train gives the teacher-logit cache)."),
     data: Path = typer.Option(None, "--data", help="Dataset folder (default: the one in model.json)."),
     dataset: str = typer.Option(None, "--dataset", help="Dataset name (default: the one in model.json)."),
+    dataset_option: list[str] = typer.Option(None, "--dataset-option", "-O", metavar="KEY=VALUE",
+                                             help="Dataset option (repeatable); default: those in model.json."),
+    workers: int = typer.Option(None, "--workers", help="DataLoader workers for streaming datasets."),
     batch_size: int = typer.Option(512, "--batch-size", help="Inference batch size."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     amp: bool = typer.Option(False, "--amp/--no-amp", help="bf16 autocast on CUDA (off by default: exact logits)."),
@@ -25,6 +28,7 @@ def command(
 
         kdfair predict runs/teacher-s0 --split test -o preds/teacher-s0.parquet
     """
+    from kdfair_cli.data.options import parse_dataset_options
     from kdfair_cli.inference import predict_split
     from kdfair_cli.io.atomic import check_writable
     from kdfair_cli.io.predictions import write_predictions
@@ -32,7 +36,10 @@ def command(
     if out != "-":
         check_writable(out)
     res = predict_split(model_dir, split=split, data=str(data) if data else None, dataset=dataset,
-                        device=device, batch_size=batch_size, amp=amp)
+                        device=device, batch_size=batch_size, amp=amp,
+                        dataset_options=parse_dataset_options(dataset_option), workers=workers)
+    if res is None:  # a non-zero rank under torchrun: rank 0 writes the file
+        return
     write_predictions(out, sample_id=res.sample_id, label=res.label, logits=res.logits, attrs=res.attrs,
                       meta=res.meta)
     acc = float((res.logits.argmax(1) == res.label).mean()) if len(res.label) else float("nan")

@@ -16,9 +16,21 @@ _P = "Training"  # rich help panel
 
 #: (parameter name, annotation, typer.Option)
 TRAIN_OPTIONS: list[tuple[str, Any, Any]] = [
-    ("dataset", str, typer.Option("trifeature", "--dataset", help="Dataset name.", rich_help_panel="Data")),
+    ("dataset", str, typer.Option("trifeature", "--dataset", help="Dataset: trifeature, cifar10, cifar100, svhn, "
+                                  "celeba, imagefolder.", rich_help_panel="Data")),
     ("data", Path, typer.Option(..., "--data", help="Dataset folder (e.g. made by `kdfair data trifeature`).",
                                 rich_help_panel="Data")),
+    ("dataset_option", list[str], typer.Option(None, "--dataset-option", "-O", metavar="KEY=VALUE",
+                                               help="Dataset option (repeatable), e.g. image_size=64, "
+                                               "label=Smiling, attributes=Young,Male; see docs/vision.md.",
+                                               rich_help_panel="Data")),
+    ("workers", int, typer.Option(4, "--workers", help="DataLoader worker processes for streaming datasets "
+                                  "(imagefolder); 0 decodes in the main process.", rich_help_panel="Data")),
+    ("pretrained", Path, typer.Option(None, "--pretrained", help="Start from local weights: image archs a "
+                                      "weight file (torch state dict or .safetensors; a classifier head of "
+                                      "another shape is dropped); text archs a transformers model directory "
+                                      "(never the hub; --arch hf, bert or distilbert).",
+                                      rich_help_panel="Model")),
     ("epochs", int, typer.Option(30, "--epochs", help="Training epochs.", rich_help_panel=_P)),
     ("batch_size", int, typer.Option(128, "--batch-size", help="Batch size.", rich_help_panel=_P)),
     ("optimizer", str, typer.Option("sgd", "--optimizer", help="sgd (Nesterov momentum) or adamw.",
@@ -42,9 +54,6 @@ TRAIN_OPTIONS: list[tuple[str, Any, Any]] = [
                                  "(never the test split).", rich_help_panel=_P)),
     ("val_fraction", float, typer.Option(0.1, "--val-fraction", help="Holdout of train used for validation "
                                          "when the dataset has no val split.", rich_help_panel=_P)),
-    ("pretrained", Path, typer.Option(None, "--pretrained", help="Text: a local transformers model directory "
-                                      "to start from (never the hub); use with --arch hf, bert or distilbert.",
-                                      rich_help_panel="Text")),
     ("tokenizer", Path, typer.Option(None, "--tokenizer", help="Text: a local tokenizer directory (e.g. the "
                                      "teacher's model dir); default: the --pretrained one, else a WordPiece "
                                      "tokenizer trained on the train split.", rich_help_panel="Text")),
@@ -60,6 +69,10 @@ TRAIN_OPTIONS: list[tuple[str, Any, Any]] = [
                                  rich_help_panel="Run")),
     ("amp", bool, typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA (ignored on CPU).",
                                rich_help_panel="Run")),
+    ("channels_last", bool, typer.Option(False, "--channels-last/--no-channels-last", help="NHWC memory "
+                                         "format on CUDA (faster convolutions with bf16).", rich_help_panel="Run")),
+    ("compile", bool, typer.Option(False, "--compile/--no-compile", help="torch.compile the model.",
+                                   rich_help_panel="Run")),
     ("resume", bool, typer.Option(False, "--resume", help="Continue an interrupted run in --out.",
                                   rich_help_panel="Run")),
     ("force", bool, typer.Option(False, "--force", help="Overwrite a finished model in --out.",
@@ -89,7 +102,10 @@ def with_train_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(TrainConfig fields, run flags) from the collected options."""
+    from kdfair_cli.data.options import parse_dataset_options
+
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if k not in RUN_KEYS}
+    config["dataset_options"] = parse_dataset_options(config.pop("dataset_option", None))
     return config, {k: options[k] for k in RUN_KEYS}
 
 
@@ -111,7 +127,8 @@ def run_training(cfg: Any, run: dict[str, Any], teacher_setup: Any = None) -> No
     except Diverged as exc:
         console.print(f"kdfair: error: {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
-    report_model(meta, Path(cfg.out), run["json_out"])
+    if meta is not None:  # None on the non-zero ranks of a torchrun job
+        report_model(meta, Path(cfg.out), run["json_out"])
 
 
 def report_model(meta: dict, out: Path, json_out: bool) -> None:

@@ -12,7 +12,9 @@ from kdfair_cli.cli.train_options import run_training, split_options, with_train
 
 @with_train_options
 def command(
-    arch: str = typer.Option(..., "--arch", help="Architecture: resnet20/32/44/56/110, lenet5; text: bert, distilbert, hf (with --pretrained)."),
+    arch: str = typer.Option(..., "--arch", help="Architecture: resnet20/32/44/56/110, lenet5, a torchvision "
+                              "model (resnet18, resnet50, densenet121, vit_b_16, ...); text: bert, distilbert, "
+                              "hf (with --pretrained)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     role: str = typer.Option("", "--role", help="teacher or nds (default: nds for lenet5 and distilbert, else teacher)."),
     **options: Any,

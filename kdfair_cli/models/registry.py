@@ -1,4 +1,4 @@
-"""Architecture names -> constructors. Later issues add torchvision and transformers models."""
+"""Architecture names -> constructors; other names fall back to torchvision classification models."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ ARCHS: dict[str, Builder] = {
 def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     """Build `arch` for `num_classes` outputs and inputs of `input_shape` (C, H, W)."""
     if arch not in ARCHS:
-        raise KdfairError(f"unknown arch '{arch}'; expected one of: {', '.join(ARCHS)}")
+        from kdfair_cli.models.torchvision_models import build_torchvision
+
+        model = build_torchvision(arch, num_classes, tuple(input_shape))
+        if model is None:
+            raise KdfairError(f"unknown arch '{arch}'; expected one of: {', '.join(ARCHS)}, "
+                              "or a torchvision classification model (resnet18, densenet121, vit_b_16, ...)")
+        return model
     try:
         return ARCHS[arch](num_classes, tuple(input_shape))
     except ValueError as exc:

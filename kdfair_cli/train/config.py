@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,19 @@ class TrainConfig:
     kd_scale_t2: bool = True
     teacher: str | None = None
     teacher_logits: str | None = None
-    # Text models (arch bert / distilbert / hf; see kdfair_cli.models.text).
+    # Local weights: a torchvision weight file (image archs, docs/vision.md) or a transformers
+    # model folder (text archs, docs/text.md).
     pretrained: str | None = None
+    # Text models (arch bert / distilbert / hf; see kdfair_cli.models.text).
     tokenizer: str | None = None
     max_length: int = 128
     model_config: str | None = None
     vocab_size: int = 8000
+    # Real datasets, torchvision models, GPU speed-ups (docs/vision.md).
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # --dataset-option KEY=VALUE
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = False  # NHWC memory format on CUDA
+    workers: int = 4  # DataLoader workers of streaming datasets (imagefolder)
 
     def validate(self) -> None:
         require(self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
@@ -69,6 +76,9 @@ class TrainConfig:
         require(0 < self.val_fraction < 1, f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         require(self.optimizer in OPTIMIZERS, f"--optimizer '{self.optimizer}': expected {'|'.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"--schedule '{self.schedule}': expected {'|'.join(SCHEDULES)}")
+        require(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
+        require(self.pretrained is None or Path(self.pretrained).exists(),
+                f"--pretrained {self.pretrained}: no such file or folder")
         require(self.select in SELECTIONS, f"--select '{self.select}': expected {'|'.join(SELECTIONS)}")
         if self.role == "ds":
             t, a = self.temperature, self.alpha
@@ -85,7 +95,7 @@ class TrainConfig:
 
     def run_hash(self) -> str:
         """Identity of the run for --resume: everything but where it runs."""
-        blob = {k: v for k, v in self.to_json().items() if k not in ("device", "out")}
+        blob = {k: v for k, v in self.to_json().items() if k not in ("device", "out", "workers")}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -24,6 +24,7 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import atomic_path
 from kdfair_cli.train.batches import Batches, augment_generator, epoch_order
 from kdfair_cli.train.config import TrainConfig, lr_at
+from kdfair_cli.train.distributed import DistEnv, all_sum, any_rank, shard
 from kdfair_cli.train.progress import EpochReporter
 
 #: objective(logits, labels, sample_index, inputs) -> scalar loss
@@ -136,11 +137,22 @@ def _load_state(path: Path, run_hash: str, device: torch.device) -> dict:
 
 
 def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective, device: torch.device,
-        state_path: Path, resume: bool = False, name: str = "train", verbose: bool = True) -> FitResult:
-    """Train `model` for cfg.epochs; returns the selected weights and the per-epoch history."""
+        state_path: Path, resume: bool = False, name: str = "train", verbose: bool = True,
+        dist: DistEnv | None = None) -> FitResult:
+    """Train `model` for cfg.epochs; returns the selected weights and the per-epoch history.
+
+    Under DDP (`dist` active, `model` wrapped in DistributedDataParallel) each rank trains on
+    its shard of every epoch's order with a local batch of batch_size / world; only rank 0
+    validates and saves the training state.
+    """
+    dist = dist or DistEnv()
     torch.manual_seed(cfg.seed)
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     n = len(data.train)
-    steps = (n + cfg.batch_size - 1) // cfg.batch_size
+    n_seen = -(-n // dist.world) * dist.world  # samples per epoch over all ranks (padded)
+    steps = (n_seen + cfg.batch_size - 1) // cfg.batch_size
+    local_batch = cfg.batch_size // dist.world
+    channels_last = cfg.channels_last and device.type == "cuda"
     optimizer = make_optimizer(model, cfg)
     run_hash = cfg.run_hash()
     history: list[dict] = []
@@ -148,7 +160,7 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
     start_epoch = 0
     if resume and state_path.exists():
         state = _load_state(state_path, run_hash, device)
-        model.load_state_dict(state["model"])
+        inner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, best, start_epoch = list(state["history"]), state["best"], int(state["epochs_done"])
     model.to(device).train()
@@ -158,14 +170,16 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
         for epoch in range(start_epoch, cfg.epochs):
             report.start_epoch(epoch)
             t0 = time.perf_counter()
-            order = epoch_order(n, cfg.seed, epoch, device)
+            order = shard(epoch_order(n, cfg.seed, epoch, device), dist)
             gen = augment_generator(cfg.seed, epoch, device)
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
-            batches = data.train.epoch(order, cfg.batch_size, cfg.augment, gen)
+            batches = data.train.epoch(order, local_batch, cfg.augment, gen)
             for step, (index, x) in enumerate(batches):
-                if flag["stop"]:
+                if any_rank(flag["stop"], dist, device):
                     raise Interrupted(epoch)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 lr = lr_at(cfg, epoch * steps + step, steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -181,25 +195,27 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
                 loss_sum += loss.detach() * len(index)
                 correct += (logits.detach().argmax(1) == y).sum()
                 if report.live:
-                    report.batch(float(loss), float(correct) / min(n, (step + 1) * cfg.batch_size))
+                    report.batch(float(loss), float(correct) / min(len(order), (step + 1) * local_batch))
             trained += n
+            loss_sum, correct = all_sum(loss_sum, dist), all_sum(correct, dist)
             if not torch.isfinite(loss_sum):
                 raise Diverged(f"training diverged in epoch {epoch + 1}: the loss is not finite; "
                                "lower --lr or set --grad-clip (e.g. 5)")
-            record = {"epoch": epoch, "train_loss": float(loss_sum) / n, "train_acc": float(correct) / n,
+            record = {"epoch": epoch, "train_loss": float(loss_sum) / n_seen, "train_acc": float(correct) / n_seen,
                       "lr": lr, "seconds": time.perf_counter() - t0, "val_loss": None, "val_acc": None}
-            if data.val is not None:
-                record["val_loss"], record["val_acc"] = evaluate(model, data.val, data.val_labels,
+            if data.val is not None and dist.main:
+                record["val_loss"], record["val_acc"] = evaluate(inner, data.val, data.val_labels,
                                                                  cfg.batch_size, cfg.amp)
             history.append(record)
             if cfg.select == "best" and (best is None or (record["val_acc"] or 0) > best["val_acc"]):
                 best = {"epoch": epoch, "val_acc": record["val_acc"] or 0,
-                        "model": copy.deepcopy(model.state_dict())}
-            _save_state(state_path, model, optimizer, epoch + 1, history, best, run_hash)
+                        "model": copy.deepcopy(inner.state_dict())}
+            if dist.main:
+                _save_state(state_path, inner, optimizer, epoch + 1, history, best, run_hash)
             report.end_epoch(record)
     seconds = time.perf_counter() - t_start
     if cfg.select == "best" and best is not None:
         state_dict, selected = best["model"], int(best["epoch"])
     else:
-        state_dict, selected = model.state_dict(), cfg.epochs - 1
+        state_dict, selected = inner.state_dict(), cfg.epochs - 1
     return FitResult(state_dict, history, selected, seconds, trained / seconds if seconds > 0 else 0.0)

@@ -7,6 +7,7 @@ in the objective handed to the shared loop.
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from kdfair_cli.io.modeldir import META, STATE, save_model_dir
 from kdfair_cli.models.registry import build_model, count_parameters
 from kdfair_cli.train.batches import Batches, make_batches
 from kdfair_cli.train.config import TrainConfig
-from kdfair_cli.train.device import resolve_device
+from kdfair_cli.train import distributed
 from kdfair_cli.train.kd_loss import kd_loss
 from kdfair_cli.train.loop import FitResult, LoopData, Objective, evaluate, fit
 
@@ -98,23 +99,68 @@ def kd_objective(teacher_fn, cfg: TrainConfig) -> Objective:
     return objective
 
 
+def open_for_training(cfg: TrainConfig) -> Any:
+    """The dataset opened with cfg's --dataset-option values and loading settings."""
+    dataset = open_dataset(cfg.dataset, cfg.data, **cfg.dataset_options)
+    configure = getattr(dataset, "configure_loading", None)
+    if configure is not None:
+        configure(workers=cfg.workers)
+    return dataset
+
+
+def prepare_model(cfg: TrainConfig, info: DatasetInfo, train: Split,
+                  device: torch.device) -> tuple[torch.nn.Module, dict | None, dict | None]:
+    """Build (seeded), load --pretrained, move to the device, channels_last and compile if asked.
+
+    Returns (model, what --pretrained loaded for image archs, the text facts for text archs).
+    """
+    torch.manual_seed(cfg.seed)
+    model, text_meta = _build(cfg, info, train)
+    pretrained = None
+    if cfg.pretrained and text_meta is None:  # text models load --pretrained in _build
+        from kdfair_cli.models.torchvision_models import load_pretrained
+
+        pretrained = load_pretrained(model, cfg.pretrained)
+        if dropped := pretrained["dropped"]:
+            print(f"kdfair: --pretrained: dropped {len(dropped)} tensor(s) whose shape differs "
+                  f"(classifier head re-initialised): {', '.join(dropped)}", file=sys.stderr)
+    model = model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model.compile()  # in place: state_dict keys stay those of the plain model
+    return model, pretrained, text_meta
+
+
 def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, verbose: bool = True,
-                teacher_setup=None) -> dict:
+                teacher_setup=None) -> dict | None:
     """Train according to `cfg` and write the model directory; returns its model.json.
 
     teacher_setup(cfg, info, train_split, device) -> (teacher_fn, provenance dict) is given by
-    distill; without it the model learns from hard labels.
+    distill; without it the model learns from hard labels. Under torchrun every rank trains
+    (DistributedDataParallel); rank 0 writes the directory and the other ranks return None.
     """
     cfg.validate()
     out = Path(cfg.out)
-    prepare_output(out, resume, force)
-    device = resolve_device(cfg.device)
-    dataset = open_dataset(cfg.dataset, cfg.data)
+    env, device = distributed.setup(cfg.device)
+    try:
+        distributed.check_batch_size(env, cfg.batch_size)
+        if env.main:
+            prepare_output(out, resume, force)
+        distributed.barrier(env)
+        meta = _train(cfg, out, env, device, resume, verbose and env.main, teacher_setup)
+        distributed.barrier(env)  # all ranks end together, after rank 0 has written the directory
+        return meta
+    finally:
+        distributed.teardown(env)
+
+
+def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.device, resume: bool,
+           verbose: bool, teacher_setup) -> dict | None:
+    dataset = open_for_training(cfg)
     info = dataset.info
     train, val, val_source = split_train_val(info, dataset, cfg)
-    torch.manual_seed(cfg.seed)
-    model, text_meta = _build(cfg, info, train)
-    model = model.to(device)
+    model, pretrained, text_meta = prepare_model(cfg, info, train, device)
     provenance: dict[str, Any] = {}
     if teacher_setup is None:
         objective = hard_label_objective(cfg)
@@ -124,11 +170,20 @@ def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, 
     train_b, train_y = to_batches(dataset, train, info, device, model)
     val_b, val_y = to_batches(dataset, val, info, device, model)
     data = LoopData(train_b, train_y, val_b, val_y)
-    result = fit(model, data, cfg, objective, device, out / STATE, resume=resume,
-                 name=f"{cfg.role}:{cfg.arch}", verbose=verbose)
+    trainee = model
+    if env.active:
+        trainee = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    result = fit(trainee, data, cfg, objective, device, out / STATE, resume=resume,
+                 name=f"{cfg.role}:{cfg.arch}", verbose=verbose, dist=env)
+    if not env.main:
+        return None
     model.load_state_dict(result.state_dict)
     val_loss, val_acc = evaluate(model, val_b, val_y, cfg.batch_size, cfg.amp)
     meta = _model_meta(cfg, info, model, result, device, val_source, val_loss, val_acc, provenance)
+    meta["dataset"]["open_options"] = dict(cfg.dataset_options)
+    meta["pretrained"] = pretrained
+    meta["distributed"] = env.to_json()
     write_weights = None
     if text_meta is not None:  # save_pretrained output + tokenizer + model.json
         from kdfair_cli.models.text import ARCH_FAMILY

@@ -1,0 +1,134 @@
+"""Multi-process training and prediction under torchrun (DistributedDataParallel).
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them everything runs in one process.
+Backend: nccl when the processes use CUDA (each on cuda:LOCAL_RANK), gloo on CPU.
+
+Sharding: each epoch's order is a pure function of (seed, epoch), so every rank computes the
+same order; it is padded (wrapping around) to a multiple of the world size and rank r takes
+positions r, r + W, r + 2W, ... With `--batch-size B` the GLOBAL batch (B must be divisible by
+W; each rank runs B / W), the ranks' local batches together are exactly the single-process
+batch, and DDP's gradient average equals the single-process gradient for models without
+BatchNorm (BatchNorm statistics are per rank, as usual with DDP). Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.train.device import resolve_device
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    owns_group: bool = False  # this call started the process group (and ends it)
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def to_json(self) -> dict | None:
+        return {"world_size": self.world, "backend": self.backend} if self.active else None
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise KdfairError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def setup(device_spec: str) -> tuple[DistEnv, torch.device]:
+    """The process's rank/world and device; starts the process group under torchrun."""
+    world = _env_int("WORLD_SIZE", 1)
+    if world <= 1:
+        return DistEnv(), resolve_device(device_spec)
+    rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    spec = device_spec.strip().lower()
+    use_cuda = spec.startswith("cuda") or (spec == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise KdfairError(f"--device {device_spec}: CUDA is not available on this machine")
+        if local >= torch.cuda.device_count():
+            raise KdfairError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA device(s)")
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif spec in ("auto", "cpu"):
+        device, backend = torch.device("cpu"), "gloo"
+    else:
+        raise KdfairError(f"--device {device_spec} is not supported under torchrun (use auto, cpu or cuda)")
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend, device_id=device if use_cuda else None)
+    return DistEnv(rank, world, local, backend, owns), device
+
+
+def teardown(env: DistEnv) -> None:
+    """End the process group this process started, after freeing what holds it (DDP's reducer)."""
+    if env.owns_group and dist.is_initialized():
+        import gc
+
+        gc.collect()
+        dist.destroy_process_group()
+
+
+def barrier(env: DistEnv) -> None:
+    if env.active:
+        dist.barrier()
+
+
+def check_batch_size(env: DistEnv, batch_size: int) -> None:
+    if env.active and batch_size % env.world:
+        raise KdfairError(f"--batch-size {batch_size} is the global batch and must be divisible by the "
+                          f"{env.world} processes")
+
+
+def shard(order: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """This rank's share of `order` (padded by wrapping around to a multiple of the world size)."""
+    if not env.active:
+        return order
+    n = len(order)
+    padded = -(-n // env.world) * env.world
+    if padded > n:
+        order = torch.cat([order, order[: padded - n]])
+    return order[env.rank::env.world]
+
+
+def all_sum(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    if env.active:
+        t = t.clone()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def any_rank(flag: bool, env: DistEnv, device: torch.device) -> bool:
+    """True if `flag` is set on any rank (so that all ranks stop at the same batch)."""
+    if not env.active:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def gather_objects(obj, env: DistEnv) -> list:
+    if not env.active:
+        return [obj]
+    out = [None] * env.world
+    dist.all_gather_object(out, obj)
+    return out
