@@ -43,8 +43,8 @@ lr = 0.05
 [analyses]
 split = "test"
 group_attributes = ["color", "texture"]
-pairs = "knn"
-pairs_k = 5
+pairs = "twins"
+pairs_attribute = "color"
 compare_classes = true
 """
 
@@ -52,4 +52,4 @@ compare_classes = true
 def demo_spec(*, device: str = "auto", quick: bool = False) -> str:
     if quick:
         return DEMO_SPEC.format(device=device, train_per_combination=1, teacher_epochs=1, student_epochs=1)
-    return DEMO_SPEC.format(device=device, train_per_combination=5, teacher_epochs=8, student_epochs=15)
+    return DEMO_SPEC.format(device=device, train_per_combination=5, teacher_epochs=8, student_epochs=6)

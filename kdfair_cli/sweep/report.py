@@ -176,7 +176,8 @@ def plot_group(table: pd.DataFrame, attributes: list[str], path: Path) -> Path |
 
     if not attributes:
         return None
-    fig, axes = plt.subplots(len(attributes), 2, figsize=(9, 3.2 * len(attributes)), squeeze=False)
+    fig, axes = plt.subplots(len(attributes), 2, figsize=(9, 3.2 * len(attributes)), squeeze=False,
+                             layout="constrained")
     for i, attr in enumerate(attributes):
         for j, kind in enumerate(("eod", "dpd")):
             ax = axes[i][j]
