@@ -134,15 +134,8 @@ def command(
         meta.update(attribute=attribute)
         if a.size == 0:
             raise KdfairError(f"no twins differing only in '{attribute}' in split {split}")
-    d = pair_distances(x, a, b, distance)
-    write_pairs(out, ids[a], ids[b], d, meta)
-    summary = {**meta, "n_pairs": int(a.size), "n_zero_distance": int((d == 0).sum()),
-               "mean_distance": float(d.mean()) if d.size else None,
-               "seconds": round(time.perf_counter() - started, 3), "out": str(out)}
-    console.print(f"wrote {out}: {a.size} pairs ({source}, distance {distance}) over "
-                  f"{x.shape[0]} samples of dimension {x.shape[1]}")
-    if json_out:
-        print_json(summary)
+    _write(out, x, ids, a, b, distance, meta, started, json_out,
+           f"{x.shape[0]} samples of dimension {x.shape[1]}")
 
 
 def _text_pairs(out: Path, dataset: str | None, data: Path | None, split: str, source: str, k: int,
@@ -188,13 +181,19 @@ def _text_pairs(out: Path, dataset: str | None, data: Path | None, split: str, s
         a, b = np.asarray(sp.extra["swap_of"])[copies].astype(np.int64), copies.astype(np.int64)
         meta.update(word_list="kdfair_cli.data.text.IDENTITY_SWAPS",
                     predict_split=f"predictions must come from `kdfair predict --split {pair_split}`")
+    _write(out, x, ids, a, b, distance, meta, started, json_out,
+           f"{x.shape[0]} samples of split {pair_split}, TF-IDF dimension {x.shape[1]}")
+
+
+def _write(out: Path, x, ids: np.ndarray, a: np.ndarray, b: np.ndarray, distance: str, meta: dict,
+           started: float, json_out: bool, over: str) -> None:
+    """Distances of the pairs, the pair file, and the summary line (and --json)."""
     d = pair_distances(x, a, b, distance)
     write_pairs(out, ids[a], ids[b], d, meta)
     summary = {**meta, "n_pairs": int(a.size), "n_zero_distance": int((d == 0).sum()),
                "mean_distance": float(d.mean()) if d.size else None,
                "seconds": round(time.perf_counter() - started, 3), "out": str(out)}
-    console.print(f"wrote {out}: {a.size} pairs ({source}, distance {distance}) over {x.shape[0]} "
-                  f"samples of split {pair_split}, TF-IDF dimension {x.shape[1]}")
+    console.print(f"wrote {out}: {a.size} pairs ({meta['source']}, distance {distance}) over {over}")
     if json_out:
         print_json(summary)
 
