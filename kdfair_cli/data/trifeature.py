@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +222,6 @@ def generate_trifeature(
             progress(done, total)
 
     with atomic_dir(out.resolve()) as tmp:
-        _default_permissions(tmp)
         files: dict[str, dict[str, Any]] = {}
         split_entries: dict[str, dict[str, Any]] = {}
         for index, split in enumerate(SPLITS):
@@ -240,13 +238,6 @@ def generate_trifeature(
         manifest = _manifest(options, split_entries, files, mean, std)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out
-
-
-def _default_permissions(folder: Path) -> None:
-    """mkdtemp makes a private (0700) folder; give the final folder the usual umask mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
 
 
 def _manifest(options: dict[str, Any], splits: dict[str, Any], files: dict[str, Any],

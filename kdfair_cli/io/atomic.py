@@ -18,14 +18,17 @@ from kdfair_cli.errors import KdfairError
 
 
 def check_writable(path: str | Path) -> Path:
-    """Fail early, before any work, if `path` cannot be created (missing or read-only folder).
-
-    Probes by creating the folder and a temporary file in it: permission bits alone do not tell
-    (root, read-only mounts, /proc).
-    """
+    """Fail early, before any work, if the file `path` cannot be created (missing or read-only folder)."""
     path = Path(path)
     if path.exists() and path.is_dir():
         raise KdfairError(f"output path {path} is a directory, expected a file name")
+    _probe_folder(path)
+    return path
+
+
+def _probe_folder(path: Path) -> None:
+    """Create path's folder and a temporary file in it: permission bits alone do not tell
+    (root, read-only mounts, /proc)."""
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +37,6 @@ def check_writable(path: str | Path) -> Path:
         os.unlink(probe)
     except OSError as exc:
         raise KdfairError(f"cannot write output {path}: {exc.strerror or exc}") from exc
-    return path
 
 
 @contextlib.contextmanager
@@ -56,8 +58,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder next to `path`; swap it in as `path` if the block succeeds."""
     path = Path(path)
-    check_writable(path.parent / f".{path.name}")
+    _probe_folder(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    umask = os.umask(0)  # mkdtemp makes a private (0700) folder; the result gets the usual mode
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
     try:
         yield tmp
         if path.exists():
