@@ -23,9 +23,11 @@ needs_metrics = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_spec(path: Path, *, seeds=(0, 1), temps=(1, 2), ds_epochs=1, analyses=True, pairs="knn") -> Path:
+def tiny_spec(path: Path, *, seeds=(0, 1), temps=(1, 2), ds_epochs=1, analyses=True, pairs="knn",
+              distillation="offline") -> Path:
     text = f"""
 [sweep]
+distillation = "{distillation}"
 seeds = {list(seeds)}
 temperatures = {list(temps)}
 device = "cpu"
@@ -65,6 +67,7 @@ def _quiet(_msg: str) -> None:
     (lambda t: t.replace("[train]\nepochs = 1", "[train]\nepochs = -1"), "epochs"),
     (lambda t: t.replace('pairs = "knn"', 'pairs = "nearby"'), "analyses.pairs"),
     (lambda t: t + "\n[extra]\nx = 1\n", "extra"),
+    (lambda t: t.replace('distillation = "offline"', 'distillation = "live"'), "sweep.distillation"),
 ])
 def test_bad_spec_is_refused_before_any_work(blobs, tmp_path, edit, key) -> None:
     spec = tiny_spec(tmp_path / "s.toml")
@@ -89,6 +92,35 @@ def test_example_spec_parses_and_grid_is_staged(tmp_path) -> None:
     assert stages == sorted(stages, key=["train", "cache", "distill", "analyses"].index)
     r = stage_ranges(cells)
     assert r["distill"][1] - r["distill"][0] + 1 == 50
+
+
+def test_sweep_init_writes_the_example_spec_of_the_repository() -> None:
+    """`kdfair sweep init` and examples/trifeature.toml describe the same study (paths aside)."""
+    shipped = (ROOT / "examples" / "trifeature.toml").read_text()
+    assert shipped.replace('path = "../data/trifeature"   # relative to this file: <repo>/data/trifeature',
+                           'path = "data/trifeature"') == EXAMPLE_SPEC
+
+
+def test_online_distillation_has_no_cache_stage(tmp_path) -> None:
+    (tmp_path / "sweep.toml").write_text(EXAMPLE_SPEC.replace('distillation = "offline"', 'distillation = "online"'))
+    spec = load_spec(tmp_path / "sweep.toml")
+    cells = {c.id: c for c in build_cells(spec)}
+    assert not [c for c in cells if c.startswith("cache-")]
+    assert cells["ds-T3-s2"].deps == ["teacher-s2"]
+    offline = {c.id: c for c in build_cells(load_spec(_write(tmp_path / "off.toml", EXAMPLE_SPEC)))}
+    # Same teacher, NDS and pairs cells (shared between modes); different distilled students.
+    assert cells["teacher-s0"].hash == offline["teacher-s0"].hash
+    assert cells["ds-T3-s2"].hash != offline["ds-T3-s2"].hash
+    res = cli.invoke(app, ["sweep", "slurm", str(tmp_path / "sweep.toml"), "-o", str(tmp_path / "sw")])
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "sw" / "slurm").iterdir())
+    assert names == ["01-train.sbatch", "03-distill.sbatch", "04-analyses.sbatch", "submit.sh"]
+    assert (tmp_path / "sw" / "slurm" / "submit.sh").read_text().count("--dependency=afterok:$prev") == 3
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 # ------------------------------------------------------------------------------- slurm
@@ -133,6 +165,20 @@ def test_slurm_array_task_id_selects_the_cell(blobs, tmp_path, monkeypatch) -> N
 
 
 # --------------------------------------------------------------------------- run, skip, rerun
+
+@needs_metrics
+def test_online_sweep_distils_from_the_teacher_model(blobs, tmp_path) -> None:
+    import json
+
+    spec = load_spec(tiny_spec(tmp_path / "s.toml", seeds=(0,), temps=(2,), analyses=False,
+                               distillation="online"))
+    summary = run_sweep(spec, tmp_path / "sw", log=_quiet)
+    assert summary.ok and sorted(summary.ran) == ["ds-T2-s0", "nds-s0", "teacher-s0"]
+    meta = json.loads((tmp_path / "sw" / "cells" / "ds-T2-s0" / "model" / "model.json").read_text())
+    assert meta["teacher"]["mode"] == "online"
+    assert Path(meta["teacher"]["dir"]) == (tmp_path / "sw" / "cells" / "teacher-s0" / "model").resolve()
+    assert meta["temperature"] == 2.0
+
 
 @needs_metrics
 def test_second_run_does_nothing_deleted_output_reruns_only_that_cell(blobs, tmp_path) -> None:

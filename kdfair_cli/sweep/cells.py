@@ -5,7 +5,7 @@ A cell is one unit of work with its own folder `SWEEP_DIR/cells/<id>/` holding `
 cells of one stage have contiguous indices (what a SLURM array needs):
 
     stage 1 train     pairs, teacher-s<seed>, nds-s<seed>
-    stage 2 cache     cache-teacher-s<seed>        (teacher logits on the train split)
+    stage 2 cache     cache-teacher-s<seed>        (teacher logits on the train split; offline only)
     stage 3 distill   ds-T<T>-s<seed>
     stage 4 analyses  fair-<model id> (group + individual fairness), classes-T<T> (#TC, #SC)
 
@@ -78,16 +78,21 @@ def build_cells(spec: SweepSpec) -> list[Cell]:
                               {"data": data, "role": role, "seed": seed, "split": spec.split,
                                "train": spec.roles[role]}, outputs=model_outputs()))
             models.append(cid)
-    for seed in spec.seeds:
-        cells.append(Cell(f"cache-teacher-s{seed}", "cache", "cache", {"data": data, "split": "train"},
-                          deps=[f"teacher-s{seed}"], outputs=["train-logits.parquet"]))
+    online = spec.distillation == "online"
+    if not online:
+        for seed in spec.seeds:
+            cells.append(Cell(f"cache-teacher-s{seed}", "cache", "cache", {"data": data, "split": "train"},
+                              deps=[f"teacher-s{seed}"], outputs=["train-logits.parquet"]))
     for t in spec.temperatures:
         for seed in spec.seeds:
             cid = f"ds-T{fmt_t(t)}-s{seed}"
-            cells.append(Cell(cid, "train", "distill",
-                              {"data": data, "role": "ds", "seed": seed, "temperature": t, "alpha": spec.alpha,
-                               "t2_scaling": spec.t2_scaling, "split": spec.split, "train": spec.roles["ds"]},
-                              deps=[f"cache-teacher-s{seed}"], outputs=model_outputs()))
+            config = {"data": data, "role": "ds", "seed": seed, "temperature": t, "alpha": spec.alpha,
+                      "t2_scaling": spec.t2_scaling, "split": spec.split, "train": spec.roles["ds"]}
+            if online:  # offline cells keep their earlier hashes
+                config["distillation"] = "online"
+            cells.append(Cell(cid, "train", "distill", config,
+                              deps=[f"teacher-s{seed}" if online else f"cache-teacher-s{seed}"],
+                              outputs=model_outputs()))
             models.append(cid)
     if spec.group_attributes or spec.pairs != "none":
         for mid in models:

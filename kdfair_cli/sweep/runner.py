@@ -53,7 +53,7 @@ def write_sweep_json(spec: SweepSpec, cells: list[Cell], sweep_dir: Path) -> Non
     doc = {
         "schema": "kdfair.sweep/1",
         "spec": str(spec.source), "name": spec.name, "seeds": spec.seeds, "temperatures": spec.temperatures,
-        "alpha": spec.alpha, "t2_scaling": spec.t2_scaling, "dataset": spec.dataset, "data": str(spec.data_path),
+        "alpha": spec.alpha, "t2_scaling": spec.t2_scaling, "distillation": spec.distillation, "dataset": spec.dataset, "data": str(spec.data_path),
         "roles": spec.roles, "group_attributes": spec.group_attributes, "pairs": spec.pairs,
         "cells": [{"index": c.index, "id": c.id, "kind": c.kind, "stage": c.stage, "hash": c.hash,
                    "deps": c.deps, "outputs": c.outputs, "config": c.config} for c in cells],
@@ -117,11 +117,15 @@ def _model_work(spec: SweepSpec, cell: Cell, sweep_dir: Path, device: str, verbo
     d = cell.dir(sweep_dir)
     model_dir = d / "model"
     conf = cell.config
-    cache = None
+    cache = teacher = None
     if conf["role"] == "ds":
-        cache = str(Path(sweep_dir).resolve() / "cells" / cell.deps[0] / "train-logits.parquet")
+        dep = Path(sweep_dir).resolve() / "cells" / cell.deps[0]
+        if conf.get("distillation") == "online":
+            teacher = str(dep / "model")
+        else:
+            cache = str(dep / "train-logits.parquet")
     cfg = spec.train_config(conf["role"], conf["seed"], str(model_dir), temperature=conf.get("temperature"),
-                            teacher_logits=cache)
+                            teacher_logits=cache, teacher=teacher)
     cfg.device = device
     if not (model_dir / META).exists():
         resume = (model_dir / STATE).exists()

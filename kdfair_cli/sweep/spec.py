@@ -28,7 +28,11 @@ TRAIN_KEYS: dict[str, type] = {
 }
 SWEEP_KEYS: dict[str, type] = {
     "name": str, "seeds": list, "temperatures": list, "alpha": float, "t2_scaling": bool, "device": str,
+    "distillation": str,
 }
+#: offline: each teacher's train logits are cached once and every temperature reads them (cheap;
+#: the targets are of un-augmented images). online: the teacher runs on each augmented batch.
+DISTILLATION_MODES = ("offline", "online")
 DATA_KEYS: dict[str, type] = {"dataset": str, "path": str, "generate": dict}
 GENERATE_KEYS: dict[str, type] = {
     "image_size": int, "train_per_combination": int, "val_per_combination": int,
@@ -50,6 +54,7 @@ seeds = [0, 1, 2, 3, 4]              # one teacher, one NDS and one DS per tempe
 temperatures = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 alpha = 0.8                          # weight of the distillation term
 t2_scaling = true                    # multiply the KL term by T^2 (Hinton et al.)
+distillation = "offline"             # offline: cached teacher logits | online: teacher on every batch
 device = "auto"                      # auto | cpu | cuda | cuda:N | mps (not part of any hash)
 
 [data]
@@ -79,6 +84,10 @@ arch = "resnet20"
 
 [nds]
 arch = "lenet5"
+# A short budget: at 6 epochs the LeNet-5 NDS lands near the paper's 90% (94.8% measured over
+# 5 seeds); at 30 epochs every student reaches ~99.8% on 32 px Trifeature and the comparison
+# saturates. Measured results and what was tried: docs/reproduction.md.
+epochs = 6
 
 [ds]
 # The distilled student defaults to the NDS settings (architecture included).
@@ -87,9 +96,9 @@ arch = "lenet5"
 [analyses]
 split = "test"
 group_attributes = ["color", "texture"]   # group fairness (EOD, DPD) per attribute; [] for none
-pairs = "knn"                             # individual-fairness pairs: knn | twins | none
-# pairs_attribute = "color"               # twins: the attribute that differs within a pair
-pairs_k = 5                               # knn: neighbours per sample
+pairs = "twins"                           # individual-fairness pairs: knn | twins | none
+pairs_attribute = "color"                 # twins: the attribute that differs within a pair
+# pairs_k = 5                             # knn: neighbours per sample
 compare_classes = true                    # #TC and #SC per temperature (needs >= 2 seeds)
 """
 
@@ -115,13 +124,14 @@ class SweepSpec:
     pairs_attribute: str | None = None
     pairs_k: int = 5
     compare_classes: bool = True
+    distillation: str = "offline"
 
     def data_identity(self) -> dict[str, Any]:
         """What identifies the data in every cell's hash."""
         return {"dataset": self.dataset, "path": str(self.data_path), "generate": self.generate}
 
     def train_config(self, role: str, seed: int, out: str, *, temperature: float | None = None,
-                     teacher_logits: str | None = None) -> TrainConfig:
+                     teacher_logits: str | None = None, teacher: str | None = None) -> TrainConfig:
         settings = dict(self.roles[role])
         cfg = TrainConfig(dataset=self.dataset, data=str(self.data_path), out=out, role=role, seed=seed,
                           device=self.device, **settings)
@@ -130,6 +140,7 @@ class SweepSpec:
             cfg.alpha = self.alpha
             cfg.kd_scale_t2 = self.t2_scaling
             cfg.teacher_logits = teacher_logits
+            cfg.teacher = teacher
         return cfg
 
 
@@ -244,6 +255,10 @@ def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec:
         temperatures.append(float(t))
     if len(set(temperatures)) != len(temperatures):
         raise KdfairError(f"{_where(source, 'sweep.temperatures')}: temperatures repeat: {temps}")
+    distillation = sweep.get("distillation", "offline")
+    if distillation not in DISTILLATION_MODES:
+        raise KdfairError(f"{_where(source, 'sweep.distillation')}: '{distillation}': expected "
+                          f"{'|'.join(DISTILLATION_MODES)}")
     alpha = sweep.get("alpha", 0.8)
     if not 0 <= alpha <= 1:
         raise KdfairError(f"{_where(source, 'sweep.alpha')}: must be in [0, 1], got {alpha}")
@@ -285,7 +300,7 @@ def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec:
         device=sweep.get("device", "auto"), dataset=data["dataset"], data_path=data_path, generate=generate,
         roles=roles, split=split, group_attributes=list(group_attributes), pairs=pairs,
         pairs_attribute=analyses.get("pairs_attribute"), pairs_k=k,
-        compare_classes=analyses.get("compare_classes", True),
+        compare_classes=analyses.get("compare_classes", True), distillation=distillation,
     )
     # Every training config must pass the trainer's own checks now, not hours later.
     for role in ROLES:
