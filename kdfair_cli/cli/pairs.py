@@ -35,6 +35,14 @@ def _align(ids: np.ndarray, x: np.ndarray, want: np.ndarray, name: str) -> np.nd
     return x[order[pos]]
 
 
+def _knn(x, k: int, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's k nearest neighbours as pairs (pixels or TF-IDF rows); records k in meta."""
+    if not 1 <= k < x.shape[0]:
+        raise KdfairError(f"--k must be in [1, {x.shape[0] - 1}] for {x.shape[0]} samples, got {k}")
+    meta.update(k=k)
+    return knn_pairs(x, k)
+
+
 def command(
     out: Annotated[Path, typer.Option("-o", "--out", help="Pair file to write (Parquet).")],
     dataset: Annotated[str | None, typer.Option(help="Dataset name (pixels, twins).")] = None,
@@ -114,10 +122,7 @@ def command(
     meta.update(n_samples=int(x.shape[0]), dim=int(x.shape[1]))
 
     if source == "knn":
-        if not 1 <= k < x.shape[0]:
-            raise KdfairError(f"--k must be in [1, {x.shape[0] - 1}] for {x.shape[0]} samples, got {k}")
-        a, b = knn_pairs(x, k)
-        meta.update(k=k)
+        a, b = _knn(x, k, meta)
     else:
         if sp is None:
             raise KdfairError("--source twins needs --dataset and --data (pose_id and attributes)")
@@ -170,10 +175,7 @@ def _text_pairs(out: Path, dataset: str | None, data: Path | None, split: str, s
                                     "sublinear tf, smoothed idf, unit L2 rows)",
                   "n_samples": int(x.shape[0]), "dim": int(x.shape[1])}
     if source == "tfidf-knn":
-        if not 1 <= k < x.shape[0]:
-            raise KdfairError(f"--k must be in [1, {x.shape[0] - 1}] for {x.shape[0]} samples, got {k}")
-        a, b = knn_pairs(x, k)
-        meta.update(k=k)
+        a, b = _knn(x, k, meta)
     else:
         copies = np.flatnonzero(np.asarray(sp.extra["swap_of"]) >= 0)
         if copies.size == 0:

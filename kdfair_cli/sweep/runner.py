@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdfair_cli.env import env_int
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import write_text_atomic
 from kdfair_cli.sweep import analyses
@@ -265,15 +266,7 @@ def run_cell(spec: SweepSpec, cell: Cell, sweep_dir: Path, by_id: dict[str, Cell
 
 def index_from_env(index: int | None) -> int | None:
     """--index, else SLURM_ARRAY_TASK_ID when set."""
-    if index is not None:
-        return index
-    env = os.environ.get("SLURM_ARRAY_TASK_ID")
-    if env is None or env == "":
-        return None
-    try:
-        return int(env)
-    except ValueError:
-        raise KdfairError(f"SLURM_ARRAY_TASK_ID={env!r} is not an integer") from None
+    return index if index is not None else env_int("SLURM_ARRAY_TASK_ID")
 
 
 def run_sweep(spec: SweepSpec, sweep_dir: str | Path, *, index: int | None = None, stage: str | None = None,

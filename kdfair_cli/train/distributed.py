@@ -13,12 +13,12 @@ BatchNorm (BatchNorm statistics are per rank, as usual with DDP). Only rank 0 wr
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from kdfair_cli.env import env_int
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.train.device import resolve_device
 
@@ -43,22 +43,12 @@ class DistEnv:
         return {"world_size": self.world, "backend": self.backend} if self.active else None
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise KdfairError(f"environment variable {name}={value!r} is not an integer") from None
-
-
 def setup(device_spec: str) -> tuple[DistEnv, torch.device]:
     """The process's rank/world and device; starts the process group under torchrun."""
-    world = _env_int("WORLD_SIZE", 1)
+    world = env_int("WORLD_SIZE", 1)
     if world <= 1:
         return DistEnv(), resolve_device(device_spec)
-    rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    rank, local = env_int("RANK", 0), env_int("LOCAL_RANK", 0)
     spec = device_spec.strip().lower()
     use_cuda = spec.startswith("cuda") or (spec == "auto" and torch.cuda.is_available())
     if use_cuda:
