@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,21 +28,27 @@ class SplitPredictions:
     meta: dict[str, Any]
 
 
-@torch.no_grad()
+def _forward(model: torch.nn.Module, batches: Iterator[tuple[torch.Tensor, Any]],
+             amp: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(positions, float32 logits) of the (index, input) batches; logits None when there were none."""
+    model.eval()
+    pos, chunks = [], []
+    with torch.no_grad():
+        for index, x in batches:
+            with autocast(x.device, amp):
+                chunks.append(model(x).float().cpu())
+            pos.append(index.cpu())
+    if not chunks:
+        return np.zeros(0, np.int64), None
+    return torch.cat(pos).numpy(), torch.cat(chunks).numpy()
+
+
 def _sharded_logits(model: torch.nn.Module, batches: Batches, batch_size: int, amp: bool,
                     env: distributed.DistEnv) -> np.ndarray | None:
     """Each rank runs positions rank, rank + W, ...; rank 0 gathers and returns all logits."""
-    model.eval()
     n = len(batches)
     order = torch.arange(env.rank, n, env.world)
-    pos, chunks = [], []
-    for index, x in batches.epoch(order, batch_size, False, None):
-        with autocast(x.device, amp):
-            chunks.append(model(x).float().cpu())
-        pos.append(index.cpu())
-    mine = (torch.cat(pos).numpy() if pos else np.zeros(0, np.int64),
-            torch.cat(chunks).numpy() if chunks else None)
-    parts = distributed.gather_objects(mine, env)
+    parts = distributed.gather_objects(_forward(model, batches.epoch(order, batch_size, False, None), amp), env)
     if not env.main:
         return None
     width = next(p[1].shape[1] for p in parts if p[1] is not None)
@@ -52,15 +59,10 @@ def _sharded_logits(model: torch.nn.Module, batches: Batches, batch_size: int, a
     return out
 
 
-@torch.no_grad()
 def compute_logits(model: torch.nn.Module, batches: Batches, batch_size: int, amp: bool = False) -> np.ndarray:
     """Logits at T = 1 for every sample, in order, without augmentation."""
-    model.eval()
-    chunks = []
-    for _, x in batches.sequential(batch_size):
-        with autocast(x.device, amp):
-            chunks.append(model(x).float().cpu())
-    return torch.cat(chunks).numpy().astype(np.float32, copy=False)
+    _, logits = _forward(model, batches.sequential(batch_size), amp)
+    return logits if logits is not None else np.zeros((0, 0), np.float32)
 
 
 def predict_split(model_dir: str | Path, *, split: str = "test", data: str | None = None,
