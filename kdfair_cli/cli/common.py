@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import sys
 import traceback
@@ -12,14 +11,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 
+from kdfair_cli.console import console
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.jsonable import jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Progress, tables and messages go to stderr so that stdout stays clean for piped data.
-console = Console(stderr=True)
+__all__ = ["console", "error_exit", "guarded", "print_json"]
 
 
 def error_exit(message: str, code: int = 2) -> None:
@@ -54,22 +53,9 @@ def guarded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _jsonable(value: Any) -> Any:
-    """Make numpy scalars/arrays and NaN JSON-safe (NaN and inf become null)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def print_json(obj: Any) -> None:
     """Write one JSON document to stdout (machine-readable output)."""
-    sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2) + "\n")
     sys.stdout.flush()
 
 

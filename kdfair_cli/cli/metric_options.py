@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import typer
 
-from kdfair_cli.cli.common import _jsonable, console
+from kdfair_cli.cli.common import console
+from kdfair_cli.jsonable import jsonable
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.predictions import Predictions, read_predictions
 from kdfair_cli.io.tables import with_meta, write_table
@@ -64,7 +65,7 @@ def write_records(path: Path, records: dict[str, np.ndarray | list], meta: dict 
     """Write a column dict atomically as Parquet or CSV (by extension)."""
     table = pa.table({k: pa.array(v) for k, v in records.items()})
     if meta is not None:
-        table = with_meta(table, _jsonable(meta))
+        table = with_meta(table, jsonable(meta))
     write_table(path, table)
     console.print(f"wrote {path}")
 

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.align import check_schema
 from kdfair_cli.io.tables import read_table, with_meta, write_table
 
 SCHEMA = "kdfair.pairs/1"
@@ -44,6 +45,12 @@ def write_pairs(path: str | Path, sample_id_a: np.ndarray, sample_id_b: np.ndarr
 def read_pairs(path: str | Path) -> PairSet:
     """Read and validate a pair file (Parquet or CSV with the three columns)."""
     table, meta, name = read_table(path)
+    return pairs_from_table(table, meta, name)
+
+
+def pairs_from_table(table: pa.Table, meta: dict, name: str) -> PairSet:
+    """Validate an Arrow table of pairs (from a file, or a DataFrame in the Python API)."""
+    check_schema(name, meta, SCHEMA)
     for col in COLUMNS:
         if col not in table.column_names:
             raise KdfairError(f"{name}: missing column '{col}' (a pair file has "

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.align import check_schema
 from kdfair_cli.io.atomic import write_bytes_atomic
 from kdfair_cli.io.tables import read_schema, read_table, table_bytes, with_meta, write_table
 
@@ -209,6 +210,18 @@ def read_predictions(path: str | Path, *, label_col: str = "label", pred_col: st
             skip |= {logits_col} | {c for c in names if _LOGIT_K.match(c)}
         columns = [c for c in names if c not in skip]
     table, meta, name = read_table(path, columns)
+    return predictions_from_table(table, meta, name, label_col=label_col, pred_col=pred_col,
+                                  logits_col=logits_col, sample_id_col=sample_id_col,
+                                  attr_prefix=attr_prefix, with_logits=with_logits,
+                                  with_features=with_features)
+
+
+def predictions_from_table(table: pa.Table, meta: dict, name: str, *, label_col: str = "label",
+                           pred_col: str = "pred", logits_col: str = "logits",
+                           sample_id_col: str = "sample_id", attr_prefix: str = "attr_",
+                           with_logits: bool = True, with_features: bool = True) -> Predictions:
+    """Validate an Arrow table of predictions (from a file, or a DataFrame in the Python API)."""
+    check_schema(name, meta, SCHEMA)
     cols = table.column_names
     if label_col not in cols:
         raise KdfairError(f"{name}: missing column '{label_col}' (true class); columns are: "

@@ -7,7 +7,7 @@ import time
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kdfair_cli.cli.common import console
+from kdfair_cli.console import console
 
 
 class EpochReporter:
