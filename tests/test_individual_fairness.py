@@ -151,7 +151,7 @@ def test_cli_individual_fairness_onehot_for_pred_only_files(scored, tmp_path):
 
 @pytest.mark.parametrize("case, message", [
     ("ids", "are not sample ids of"),
-    ("split", "made on split 'test'"),
+    ("split", "is from split 'test'"),
     ("columns", "missing column 'distance'"),
 ])
 def test_cli_individual_fairness_errors(scored, case, message):

@@ -72,11 +72,22 @@ def read_predictions(source: PredictionsLike, *, name: str | None = None, label_
     return preds
 
 
+def as_sources(sources: PredictionsLike | Sequence[PredictionsLike]) -> list[PredictionsLike]:
+    """One source or a list of them (several = seeds), as a list."""
+    if _is_path(sources) or isinstance(sources, Predictions) or not isinstance(sources, Sequence):
+        return [sources]
+    return list(sources)
+
+
+def source_names(sources: list[PredictionsLike], read: list[Predictions]) -> list[str]:
+    """How results name each source: the path as given, else the name it was read under."""
+    return [str(s) if _is_path(s) else p.path for s, p in zip(sources, read)]
+
+
 def read_many(sources: PredictionsLike | Sequence[PredictionsLike], what: str,
               **kwargs: Any) -> list[Predictions]:
     """One or several prediction sources (several = seeds); unnamed in-memory ones get `what[i]`."""
-    if _is_path(sources) or isinstance(sources, Predictions) or not isinstance(sources, Sequence):
-        sources = [sources]
+    sources = as_sources(sources)
     if not sources:
         raise KdfairError(f"{what}: no predictions given")
     return [read_predictions(s, name=f"{what}[{i}]", **kwargs) for i, s in enumerate(sources)]

@@ -11,13 +11,12 @@ import typer
 from rich import box
 from rich.table import Table
 
+from kdfair_cli import api
 from kdfair_cli.cli.common import console, print_json
-from kdfair_cli.cli.metric_options import (IdCol, JsonFlag, LabelCol, OutPath, PredCol, fmt, load,
-                                           reflow, write_records)
+from kdfair_cli.cli.metric_options import (IdCol, JsonFlag, LabelCol, OutPath, PredCol, fmt, reflow,
+                                           write_records)
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import atomic_path, check_writable
-from kdfair_cli.io.predictions import Predictions
-from kdfair_cli.metrics.class_bias import ClassComparison, compare_classes
+from kdfair_cli.io.atomic import check_writable
 
 #: Above this many classes the terminal table lists only significant or flagged classes.
 _SHOW_ALL_UP_TO = 50
@@ -38,54 +37,8 @@ def _expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _meta_str(p: Predictions, key: str) -> str | None:
-    value = p.meta.get(key)
-    if isinstance(value, dict):
-        value = value.get("name")
-    return value if isinstance(value, str) else None
-
-
-def _align(files: list[Predictions]) -> None:
-    """Refuse files that are not predictions on the same samples of the same split."""
-    ref = files[0]
-    for p in files[1:]:
-        if p.num_classes != ref.num_classes:
-            raise KdfairError(f"{p.path} has {p.num_classes} classes but {ref.path} has "
-                              f"{ref.num_classes}; compare models of the same task")
-        for key in ("dataset", "split"):
-            a, b = _meta_str(ref, key), _meta_str(p, key)
-            if a is not None and b is not None and a != b:
-                raise KdfairError(f"{p.path} is from {key} '{b}' but {ref.path} is from "
-                                  f"{key} '{a}'; compare predictions of the same split")
-        if len(p) != len(ref) or not np.array_equal(p.sample_id, ref.sample_id):
-            raise KdfairError(f"{p.path} and {ref.path} hold different sample sets "
-                              f"({len(p)} vs {len(ref)} rows); compare predictions of the same "
-                              "split")
-        if not np.array_equal(p.label, ref.label):
-            n_bad = int((p.label != ref.label).sum())
-            raise KdfairError(f"{p.path} and {ref.path} disagree on the true label of {n_bad} "
-                              "samples; they are not predictions of the same split")
-
-
-def _records(res: ClassComparison, names: list[str]) -> dict[str, np.ndarray | list]:
-    mean_std = lambda x: (x.mean(axis=0), x.std(axis=0, ddof=1) if x.shape[0] > 1  # noqa: E731
-                          else np.full(x.shape[1], np.nan))
-    (acc_a, acc_a_sd), (acc_b, acc_b_sd) = mean_std(res.acc_a), mean_std(res.acc_b)
-    (nrm_a, nrm_a_sd), (nrm_b, nrm_b_sd) = mean_std(res.norm_a), mean_std(res.norm_b)
-    rec: dict[str, np.ndarray | list] = {
-        "class": np.arange(res.n.size), "class_name": names, "n": res.n,
-        "acc_a_mean": acc_a, "acc_a_std": acc_a_sd, "acc_b_mean": acc_b, "acc_b_std": acc_b_sd,
-        "norm_a_mean": nrm_a, "norm_a_std": nrm_a_sd, "norm_b_mean": nrm_b, "norm_b_std": nrm_b_sd,
-        "statistic": res.statistic, "p_value": res.p_value, "p_adjusted": res.p_adjusted,
-        "significant": res.significant, "disagreement": res.disagreement,
-        "note": [str(x) for x in res.note],
-    }
-    if res.a_only is not None:
-        rec["a_only"], rec["b_only"] = res.a_only, res.b_only
-    return rec
-
-
-def _show(rec: dict, res: ClassComparison, show_all: bool) -> None:
+def _show(result: api.ClassComparisonResult, show_all: bool) -> None:
+    rec, res = result.records(), result.comparison
     c = res.n.size
     rows = np.arange(c)
     if not show_all and c > _SHOW_ALL_UP_TO:
@@ -114,31 +67,6 @@ def _show(rec: dict, res: ClassComparison, show_all: bool) -> None:
     if len(rows) < c:
         console.print(f"({c - len(rows)} classes neither significant nor flagged not shown; "
                       "--show-all lists every class)")
-
-
-def _plot(path: Path, matrix: np.ndarray, names: list[str], labels: tuple[str, str]) -> None:
-    """Heat map of the off-diagonal disagreement matrix (matplotlib, imported only here)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    c = matrix.shape[0]
-    fig, ax = plt.subplots(figsize=(min(12, 3 + 0.4 * c), min(10, 2.5 + 0.35 * c)) if c <= 25
-                           else (9, 8))
-    image = ax.imshow(np.log1p(matrix), cmap="viridis", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="log(1 + count)")
-    if c <= 25:
-        ax.set_xticks(range(c), names, rotation=90)
-        ax.set_yticks(range(c), names)
-    ax.set_xlabel(f"prediction of B ({labels[1]})")
-    ax.set_ylabel(f"prediction of A ({labels[0]})")
-    ax.set_title("samples where A and B disagree (diagonal = agreement, left out)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    console.print(f"wrote {path}")
 
 
 def command(
@@ -180,61 +108,30 @@ def command(
 
         kdfair compare-classes -a preds/teacher-s0.parquet -a preds/teacher-s1.parquet -b preds/ds-T4-s0.parquet -b preds/ds-T4-s1.parquet --correction holm -o classes.csv
     """
-    if not 0 < alpha < 1:
-        raise KdfairError(f"--alpha must be in (0, 1), got {alpha}")
     a, b = _expand(a), _expand(b)
-    if not ((len(a) >= 2 and len(b) >= 2) or (len(a) == 1 and len(b) == 1)):
-        raise KdfairError(f"got {len(a)} file(s) for A and {len(b)} for B: give one file a side "
-                          "(McNemar test) or at least two a side (Welch's t-test over seeds)")
     for path in (out, disagreement_out, plot):
         if path is not None:
             check_writable(path)
-    kw = dict(label_col=label_col, pred_col=pred_col, id_col=id_col)
-    runs_a = [load(p, **kw).sorted_by_id() for p in a]
-    runs_b = [load(p, **kw).sorted_by_id() for p in b]
-    _align(runs_a + runs_b)
-    ref = runs_a[0]
-    if normalize == "ratio":
-        for p in runs_a + runs_b:
-            if not np.any(p.pred == p.label):
-                raise KdfairError(f"{p.path}: overall accuracy is 0, so --normalize ratio is "
-                                  "undefined; use --normalize difference or none")
-    res = compare_classes(ref.label, [p.pred for p in runs_a], [p.pred for p in runs_b],
-                          ref.num_classes, normalize=normalize, alpha=alpha,
-                          correction=correction)
-    rec = _records(res, ref.class_names)
-    notes = np.asarray(rec["note"])
+    res = api.compare_classes([str(p) for p in a], [str(p) for p in b], normalize=normalize,
+                              alpha=alpha, correction=correction, label_col=label_col,
+                              pred_col=pred_col, id_col=id_col)
+    notes = np.asarray(res.comparison.note, dtype=str)
     for note in sorted(set(notes) - {""}):
         console.print(f"[yellow]warning:[/] {int((notes == note).sum())} class(es) flagged "
                       f"'{note}' (see the note column and docs/metrics.md)")
-    meta = {"test": res.test, "normalize": normalize, "alpha": alpha, "correction": correction,
-            "files_a": [str(p) for p in a], "files_b": [str(p) for p in b]}
     if out is not None:
-        write_records(out, rec, meta)
+        write_records(out, res.records(), res.meta())
     if disagreement_out is not None:
-        pa_, pb_ = np.nonzero(res.matrix)
-        write_records(disagreement_out, {"pred_a": pa_, "pred_b": pb_,
-                                         "count": res.matrix[pa_, pb_]},
-                      {**meta, "num_classes": ref.num_classes,
-                       "paired_runs": res.n_disagreement_pairs,
-                       "count_is": "mean over paired runs (seed i of A with seed i of B)"})
+        write_records(disagreement_out, res.disagreement_records(), res.disagreement_meta())
     if plot is not None:
-        _plot(plot, res.matrix, ref.class_names, (a[0].name, b[0].name))
-    _show(rec, res, show_all)
+        res.plot_disagreement(plot, (a[0].name, b[0].name))
+        console.print(f"wrote {plot}")
+    _show(res, show_all)
     if json_out:
-        keys = list(rec)
-        print_json({**meta, "n_classes": int(ref.num_classes), "n_tested": res.n_tested,
-                    "n_significant": res.n_significant,
-                    "overall_acc_a": res.overall_a, "overall_acc_b": res.overall_b,
-                    "disagreement_pairs": res.n_disagreement_pairs,
-                    "classes": [{k: _scalar(rec[k][i]) for k in keys} for i in range(ref.num_classes)]})
-    console.print(f"[bold]{res.n_significant}[/] of {ref.num_classes} classes significantly "
-                  f"different ({res.test}, alpha={alpha}, correction={correction}; "
-                  f"{res.n_tested} tested)", soft_wrap=True)
-
-
-def _scalar(x: object) -> object:
-    return x.item() if hasattr(x, "item") else x
+        print_json(res.to_dict())
+    console.print(f"[bold]{res.n_significant}[/] of {res.num_classes} classes significantly "
+                  f"different ({res.comparison.test}, alpha={alpha}, correction={correction}; "
+                  f"{res.comparison.n_tested} tested)", soft_wrap=True)
 
 
 command.__doc__ = reflow(command.__doc__)

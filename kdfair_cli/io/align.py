@@ -60,16 +60,18 @@ def source_of(meta: Mapping[str, Any], num_classes: int | None = None) -> dict[s
 
 
 def check_same_source(ref_name: str, ref: Mapping[str, Any], other_name: str,
-                      other: Mapping[str, Any], hint: str = "") -> None:
+                      other: Mapping[str, Any], hint: str | Mapping[str, str] = "") -> None:
     """Refuse `other` when its class count, dataset, split or fingerprint differs from `ref`'s.
 
     Both are `source_of` dicts; a key missing on either side is not compared. `hint` is appended
-    to the message (e.g. what to do instead).
+    to the message (e.g. what to do instead), or hint[key] when it is a mapping.
     """
     for key in SOURCE_KEYS:
         a, b = ref.get(key), other.get(key)
         if a is None or b is None or a == b:
             continue
+        if isinstance(hint, Mapping):
+            hint = hint.get(key, "")
         if key == "num_classes":
             raise KdfairError(f"{other_name} has {b} classes but {ref_name} has {a}{hint}")
         if key == "fingerprint":
