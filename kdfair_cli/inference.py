@@ -13,7 +13,9 @@ import torch
 from kdfair_cli import __version__
 from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.align import check_model_matches
 from kdfair_cli.io.modeldir import load_model
+from kdfair_cli.io.predictions import write_predictions
 from kdfair_cli.train.batches import Batches, make_batches
 from kdfair_cli.train import distributed
 from kdfair_cli.train.loop import autocast
@@ -26,6 +28,16 @@ class SplitPredictions:
     logits: np.ndarray
     attrs: dict[str, np.ndarray]
     meta: dict[str, Any]
+
+    @property
+    def accuracy(self) -> float:
+        """Top-1 accuracy at T = 1 (NaN for an empty split)."""
+        return float((self.logits.argmax(1) == self.label).mean()) if len(self.label) else float("nan")
+
+    def write(self, out: str | Path) -> None:
+        """Write the predictions file (atomically; '-' for stdout)."""
+        write_predictions(out, sample_id=self.sample_id, label=self.label, logits=self.logits,
+                          attrs=self.attrs, meta=self.meta)
 
 
 def _forward(model: torch.nn.Module, batches: Iterator[tuple[torch.Tensor, Any]],
@@ -102,11 +114,7 @@ def _predict(model_dir, split, data, dataset, dev, batch_size, amp, dataset_opti
     info = ds.info
     if split not in info.splits:
         raise KdfairError(f"dataset {name} at {path} has no split '{split}'; it has: {', '.join(info.splits)}")
-    if info.num_classes != int(meta["num_classes"]):
-        raise KdfairError(f"model {model_dir} has {meta['num_classes']} classes, dataset {name} has {info.num_classes}")
-    if tuple(info.input_shape) != tuple(meta["input_shape"]):
-        raise KdfairError(f"model {model_dir} expects input {tuple(meta['input_shape'])}, "
-                          f"dataset {name} gives {tuple(info.input_shape)}")
+    check_model_matches(f"model {model_dir}", meta, info)
     part = ds.split(split)
     norm = meta.get("normalization", {"mean": info.mean, "std": info.std})
     batches = make_batches(ds, part, dev, tuple(norm["mean"]), tuple(norm["std"]), model=model)

@@ -15,7 +15,6 @@ from kdfair_cli.train import runner
 from kdfair_cli.train.config import TrainConfig, lr_at
 from kdfair_cli.train.loop import Interrupted
 from kdfair_cli.train.runner import train_model
-from kdfair_cli.train.teacher import teacher_setup
 
 cli = CliRunner()
 
@@ -114,10 +113,15 @@ def test_lr_schedules() -> None:
     assert [round(lr_at(step, s, 1), 6) for s in range(4)] == [0.1, 0.1, 0.01, 0.001]
 
 
+def test_ds_without_teacher_source_is_an_error(blobs, tmp_path) -> None:
+    with pytest.raises(KdfairError, match="give exactly one of --teacher DIR and --teacher-logits"):
+        train_model(_cfg(blobs, tmp_path / "ds", role="ds", temperature=4.0, alpha=0.8), verbose=False)
+
+
 def test_online_distillation_records_teacher(blobs, tmp_path) -> None:
     train_model(_cfg(blobs, tmp_path / "t", arch="resnet20", epochs=2), verbose=False)
     meta = train_model(_cfg(blobs, tmp_path / "ds", role="ds", temperature=4.0, alpha=0.8,
-                            teacher=str(tmp_path / "t")), verbose=False, teacher_setup=teacher_setup)
+                            teacher=str(tmp_path / "t")), verbose=False)
     assert meta["temperature"] == 4.0 and meta["alpha"] == 0.8 and meta["kd_scale_t2"] is True
     teacher_meta = json.loads((tmp_path / "t" / "model.json").read_text())
     assert meta["teacher"]["weights_sha256"] == teacher_meta["weights_sha256"]

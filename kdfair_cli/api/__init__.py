@@ -8,11 +8,14 @@ this package does not import torch. See docs/api.md.
 from kdfair_cli.api.classes import ClassComparisonResult, compare_classes
 from kdfair_cli.api.group import AttributeFairness, GroupFairnessResult, group_fairness
 from kdfair_cli.api.individual import IndividualFairnessResult, individual_fairness
+from kdfair_cli.api.pairs import PairsResult, pairs
 from kdfair_cli.api.predictions import read_pair_set, read_predictions
+from kdfair_cli.api.report import ReportResult, report
 from kdfair_cli.io.pairs_file import PairSet
 from kdfair_cli.io.predictions import Predictions
 
 __all__ = [
-    "AttributeFairness", "ClassComparisonResult", "compare_classes", "GroupFairnessResult", "PairSet", "Predictions", "group_fairness", "IndividualFairnessResult", "individual_fairness",
-    "read_pair_set", "read_predictions",
+    "AttributeFairness", "ClassComparisonResult", "GroupFairnessResult", "IndividualFairnessResult",
+    "PairSet", "PairsResult", "Predictions", "ReportResult", "compare_classes", "group_fairness",
+    "individual_fairness", "pairs", "read_pair_set", "read_predictions", "report",
 ]

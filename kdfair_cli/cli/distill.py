@@ -35,10 +35,9 @@ def command(
         kdfair distill --teacher-logits cache/teacher-s0-train.parquet --data data/trifeature --arch lenet5 -T 4 -o runs/ds-T4-s0
     """
     from kdfair_cli.train.config import TrainConfig
-    from kdfair_cli.train.teacher import teacher_setup
 
     config, run = split_options(options)
     cfg = TrainConfig(arch=arch, out=str(out), role="ds", temperature=temperature, alpha=alpha,
                       kd_scale_t2=t2_scaling, teacher=str(teacher) if teacher else None,
                       teacher_logits=str(teacher_logits) if teacher_logits else None, **config)
-    run_training(cfg, run, teacher_setup)
+    run_training(cfg, run)

@@ -12,8 +12,6 @@ import typer
 
 from kdfair_cli.cli.common import console
 from kdfair_cli.jsonable import jsonable
-from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.predictions import Predictions, read_predictions
 from kdfair_cli.io.tables import with_meta, write_table
 
 LabelCol = Annotated[str, typer.Option("--label-col", help="Column with the true class.",
@@ -48,19 +46,6 @@ def reflow(doc: str | None) -> str | None:
     return "\n".join(out)
 
 
-def load(path: Path | str, *, label_col: str, pred_col: str, id_col: str,
-         logits_col: str = "logits", attr_prefix: str = "attr_", with_logits: bool = False,
-         need_label: bool = True) -> Predictions:
-    """Read one predictions file for a metric; a metric that needs true labels says so."""
-    preds = read_predictions(path, label_col=label_col, pred_col=pred_col, logits_col=logits_col,
-                             sample_id_col=id_col, attr_prefix=attr_prefix,
-                             with_logits=with_logits, with_features=False)
-    if need_label and preds.label is None:
-        raise KdfairError(f"{preds.path}: column '{label_col}' has no values; this metric needs "
-                          "true labels")
-    return preds
-
-
 def write_records(path: Path, records: dict[str, np.ndarray | list], meta: dict | None = None) -> None:
     """Write a column dict atomically as Parquet or CSV (by extension)."""
     table = pa.table({k: pa.array(v) for k, v in records.items()})
@@ -75,10 +60,3 @@ def fmt(x: float, pct: bool = False, digits: int = 4) -> str:
     if x is None or not np.isfinite(x):
         return "n/a" if x is None or np.isnan(x) else ("inf" if x > 0 else "-inf")
     return f"{100 * x:.2f}" if pct else f"{x:.{digits}g}"
-
-
-def mean_std(values: np.ndarray) -> tuple[float, float]:
-    """Mean and sample std (ddof=1) over runs; std is NaN for one run."""
-    values = np.asarray(values, dtype=np.float64)
-    std = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
-    return float(np.mean(values)), std

@@ -31,7 +31,6 @@ def command(
     from kdfair_cli.data.options import parse_dataset_options
     from kdfair_cli.inference import predict_split
     from kdfair_cli.io.atomic import check_writable
-    from kdfair_cli.io.predictions import write_predictions
 
     if out != "-":
         check_writable(out)
@@ -40,8 +39,6 @@ def command(
                         dataset_options=parse_dataset_options(dataset_option), workers=workers)
     if res is None:  # a non-zero rank under torchrun: rank 0 writes the file
         return
-    write_predictions(out, sample_id=res.sample_id, label=res.label, logits=res.logits, attrs=res.attrs,
-                      meta=res.meta)
-    acc = float((res.logits.argmax(1) == res.label).mean()) if len(res.label) else float("nan")
+    res.write(out)
     console.print(f"{model_dir} on {res.meta['dataset']}/{split}: {len(res.label)} samples, "
-                  f"accuracy {acc:.4f} -> {out}")
+                  f"accuracy {res.accuracy:.4f} -> {out}")

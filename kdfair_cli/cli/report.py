@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from kdfair_cli import api
 from kdfair_cli.cli.common import console, print_json
 
 
@@ -23,11 +24,9 @@ def command(
 
         kdfair report sweeps/trifeature
     """
-    from kdfair_cli.sweep.report import build_report
-
-    rep = build_report(sweep_dir, out)
+    rep = api.report(sweep_dir, out)
     if json_out:
-        print_json(rep.table.to_dict(orient="records"))
+        print_json(rep.to_dict())
     else:
         typer.echo(rep.markdown, nl=False)
     if rep.missing:

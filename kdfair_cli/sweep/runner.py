@@ -110,10 +110,8 @@ def _clear_cell_dir(d: Path) -> None:
 def _model_work(spec: SweepSpec, cell: Cell, sweep_dir: Path, device: str, verbose: bool) -> dict[str, Any]:
     from kdfair_cli.inference import predict_split
     from kdfair_cli.io.modeldir import META, STATE
-    from kdfair_cli.io.predictions import write_predictions
     from kdfair_cli.train.loop import Interrupted
     from kdfair_cli.train.runner import train_model
-    from kdfair_cli.train.teacher import teacher_setup
 
     d = cell.dir(sweep_dir)
     model_dir = d / "model"
@@ -131,15 +129,13 @@ def _model_work(spec: SweepSpec, cell: Cell, sweep_dir: Path, device: str, verbo
     if not (model_dir / META).exists():
         resume = (model_dir / STATE).exists()
         try:
-            train_model(cfg, resume=resume, force=not resume, verbose=verbose,
-                        teacher_setup=teacher_setup if conf["role"] == "ds" else None)
+            train_model(cfg, resume=resume, force=not resume, verbose=verbose)
         except Interrupted as exc:
             raise CellInterrupted(str(exc)) from None
     res = predict_split(model_dir, split=spec.split, device=device)
-    write_predictions(d / "preds.parquet", sample_id=res.sample_id, label=res.label, logits=res.logits,
-                      attrs=res.attrs, meta=res.meta)
+    res.write(d / "preds.parquet")
     meta = json.loads((model_dir / META).read_text())
-    acc = float((res.logits.argmax(1) == res.label).mean()) if len(res.label) else float("nan")
+    acc = res.accuracy
     metrics = {"accuracy": acc, "n": int(len(res.label)), "split": spec.split, "role": conf["role"],
                "arch": meta["arch"], "seed": conf["seed"], "temperature": conf.get("temperature"),
                "val_acc": meta["final_metrics"]["val_acc"], "train_seconds": meta.get("train_seconds"),
@@ -150,12 +146,10 @@ def _model_work(spec: SweepSpec, cell: Cell, sweep_dir: Path, device: str, verbo
 
 def _cache_work(spec: SweepSpec, cell: Cell, sweep_dir: Path, device: str) -> dict[str, Any]:
     from kdfair_cli.inference import predict_split
-    from kdfair_cli.io.predictions import write_predictions
 
     teacher = Path(sweep_dir) / "cells" / cell.deps[0] / "model"
     res = predict_split(teacher, split="train", device=device)
-    write_predictions(cell.dir(sweep_dir) / "train-logits.parquet", sample_id=res.sample_id, label=res.label,
-                      logits=res.logits, attrs=res.attrs, meta=res.meta)
+    res.write(cell.dir(sweep_dir) / "train-logits.parquet")
     return {"n": int(len(res.label))}
 
 

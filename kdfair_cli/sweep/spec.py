@@ -15,17 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.train.config import TrainConfig
+from kdfair_cli.train.config import TrainConfig, spec_keys
 
 ROLES = ("teacher", "nds", "ds")
 PAIR_SOURCES = ("knn", "twins", "none")
 
-#: Training settings a spec may give per role (and in [train] for all roles), with their types.
-TRAIN_KEYS: dict[str, type] = {
-    "arch": str, "epochs": int, "batch_size": int, "optimizer": str, "lr": float, "momentum": float,
-    "weight_decay": float, "schedule": str, "warmup_epochs": int, "label_smoothing": float,
-    "augment": bool, "select": str, "val_fraction": float, "amp": bool, "grad_clip": float,
-}
+#: Training settings a spec may give per role (and in [train] for all roles), with their types:
+#: the TrainConfig fields marked spec=True.
+TRAIN_KEYS: dict[str, type] = spec_keys()
 SWEEP_KEYS: dict[str, type] = {
     "name": str, "seeds": list, "temperatures": list, "alpha": float, "t2_scaling": bool, "device": str,
     "distillation": str,

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,54 +16,112 @@ from kdfair_cli.errors import require
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 SELECTIONS = ("last", "best")
+ROLES = ("teacher", "nds", "ds")
+#: Help panels of the generated options, in the order --help shows them.
+PANELS = ("Data", "Model", "Training", "Text", "Run")
+
+
+def setting(help: str, *, default: Any = dataclasses.MISSING, default_factory: Any = dataclasses.MISSING,
+            panel: str | None = None, spec: bool = False, choices: tuple[str, ...] | None = None,
+            roles: tuple[str, ...] = ROLES, cli_default: Any = dataclasses.MISSING, cli_type: Any = None,
+            param: str | None = None, short: str | None = None, metavar: str | None = None) -> Any:
+    """A TrainConfig field with everything the options, the spec keys and the docs table need.
+
+    panel: the --help panel of its option in train-teacher and distill (None: no generated
+    option, the field is declared by the command or set by code); spec: a key of a sweep spec's
+    [train], [teacher], [nds] and [ds] tables; roles: the roles it applies to; cli_default,
+    cli_type, param, short, metavar: where the option differs from the field (a required field
+    with a command-line default, a Path, a repeatable KEY=VALUE list).
+    """
+    meta = {"help": help, "panel": panel, "spec": spec, "choices": choices, "roles": roles,
+            "cli_default": cli_default, "cli_type": cli_type, "param": param, "short": short,
+            "metavar": metavar}
+    return field(default=default, default_factory=default_factory, metadata=meta)
+
+
+_ALL = ROLES
+_DS = ("ds",)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a training run (device and resume excepted)."""
+    """Everything that determines a training run (device and resume excepted).
 
-    dataset: str
-    data: str
-    arch: str
-    out: str
-    role: str = "teacher"  # teacher | nds | ds
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    grad_clip: float = 5.0  # max global gradient norm; 0 = off
-    augment: bool = True
-    seed: int = 0
-    select: str = "last"
-    val_fraction: float = 0.1
-    amp: bool = True
-    device: str = "auto"
-    # Distillation (role "ds" only).
-    temperature: float | None = None
-    alpha: float | None = None
-    kd_scale_t2: bool = True
-    teacher: str | None = None
-    teacher_logits: str | None = None
-    # Local weights: a torchvision weight file (image archs, docs/vision.md) or a transformers
-    # model folder (text archs, docs/text.md).
-    pretrained: str | None = None
-    # Text models (arch bert / distilbert / hf; see kdfair_cli.models.text).
-    tokenizer: str | None = None
-    max_length: int = 128
-    model_config: str | None = None
-    vocab_size: int = 8000
-    # Real datasets, torchvision models, GPU speed-ups (docs/vision.md).
-    dataset_options: dict[str, Any] = field(default_factory=dict)  # --dataset-option KEY=VALUE
-    compile: bool = False  # torch.compile the model
-    channels_last: bool = False  # NHWC memory format on CUDA
-    workers: int = 4  # DataLoader workers of streaming datasets (imagefolder)
+    Each field's metadata (see `setting`) is the one declaration of that setting: the options of
+    train-teacher and distill, the spec keys of a sweep and the table in docs/sweep.md are made
+    from it (kdfair_cli.cli.train_options, kdfair_cli.sweep.spec, kdfair_cli.docs_gen).
+    """
+
+    dataset: str = setting("Dataset: trifeature, cifar10, cifar100, svhn, celeba, imagefolder, "
+                           "hatexplain, textcsv.", panel="Data", cli_default="trifeature")
+    data: str = setting("Dataset folder (e.g. made by `kdfair data trifeature`).", panel="Data",
+                        cli_type=Path)
+    arch: str = setting("Architecture (declared by each command; a spec gives it per role).",
+                        spec=True)
+    out: str = setting("Model directory to write.")
+    role: str = setting("teacher, nds (hard labels) or ds (distilled).", default="teacher",
+                        choices=ROLES)
+    epochs: int = setting("Training epochs.", default=30, panel="Training", spec=True)
+    batch_size: int = setting("Batch size.", default=128, panel="Training", spec=True)
+    optimizer: str = setting("sgd (Nesterov momentum) or adamw.", default="sgd", panel="Training",
+                             spec=True, choices=OPTIMIZERS)
+    lr: float = setting("Peak learning rate.", default=0.1, panel="Training", spec=True)
+    momentum: float = setting("SGD momentum.", default=0.9, panel="Training", spec=True)
+    weight_decay: float = setting("Weight decay (not on biases/BN).", default=5e-4, panel="Training",
+                                  spec=True)
+    schedule: str = setting("LR schedule: cosine, step (x0.1 at 50%/75%), constant.", default="cosine",
+                            panel="Training", spec=True, choices=SCHEDULES)
+    warmup_epochs: int = setting("Linear LR warmup epochs.", default=0, panel="Training", spec=True)
+    label_smoothing: float = setting("Label smoothing of the hard-label cross-entropy.", default=0.0,
+                                     panel="Training", spec=True)
+    grad_clip: float = setting("Clip the global gradient norm to this value (0 = off).", default=5.0,
+                               panel="Training", spec=True)
+    augment: bool = setting("Random crop (pad size/8) and horizontal flip, batch-wise on the device.",
+                            default=True, panel="Training", spec=True)
+    seed: int = setting("Seed of initialisation, order and augmentation.", default=0, panel="Training")
+    select: str = setting("Keep the last epoch or the best-validation epoch (never the test split).",
+                          default="last", panel="Training", spec=True, choices=SELECTIONS)
+    val_fraction: float = setting("Holdout of train used for validation when the dataset has no val "
+                                  "split.", default=0.1, panel="Training", spec=True)
+    device: str = setting("auto, cpu, cuda, cuda:N or mps.", default="auto", panel="Run")
+    amp: bool = setting("bf16 autocast on CUDA (ignored on CPU).", default=True, panel="Run", spec=True)
+    # Distillation (role "ds" only): declared by `kdfair distill` and the [sweep] table.
+    temperature: float | None = setting("Softmax temperature T > 0.", default=None, roles=_DS)
+    alpha: float | None = setting("Weight of the distillation term.", default=None, roles=_DS)
+    kd_scale_t2: bool = setting("Multiply the KL term by T^2.", default=True, roles=_DS)
+    teacher: str | None = setting("Teacher model directory (online).", default=None, roles=_DS)
+    teacher_logits: str | None = setting("Cached teacher logits of the train split (offline).",
+                                         default=None, roles=_DS)
+    pretrained: str | None = setting(
+        "Start from local weights: image archs a weight file (torch state dict or .safetensors; a "
+        "classifier head of another shape is dropped); text archs a transformers model directory "
+        "(never the hub; --arch hf, bert or distilbert).", default=None, panel="Model", cli_type=Path)
+    tokenizer: str | None = setting(
+        "Text: a local tokenizer directory (e.g. the teacher's model dir); default: the --pretrained "
+        "one, else a WordPiece tokenizer trained on the train split.", default=None, panel="Text",
+        cli_type=Path)
+    max_length: int = setting("Text: tokens per post (truncate/pad).", default=128, panel="Text")
+    model_config: str | None = setting(
+        "Text: config overrides for --arch bert/distilbert, e.g. 'hidden=256,layers=4,heads=4,ffn=1024' "
+        "(or raw config keys).", default=None, panel="Text")
+    vocab_size: int = setting("Text: vocabulary of the WordPiece tokenizer trained when neither "
+                              "--tokenizer nor --pretrained is given.", default=8000, panel="Text")
+    dataset_options: dict[str, Any] = setting(
+        "Dataset option (repeatable), e.g. image_size=64, label=Smiling, attributes=Young,Male; see "
+        "docs/vision.md.", default_factory=dict, panel="Data", cli_default=None, cli_type=list[str],
+        param="dataset_option", short="-O", metavar="KEY=VALUE")
+    channels_last: bool = setting("NHWC memory format on CUDA (faster convolutions with bf16).",
+                                  default=False, panel="Run")
+    compile: bool = setting("torch.compile the model.", default=False, panel="Run")
+    workers: int = setting("DataLoader worker processes for streaming datasets (imagefolder); 0 decodes "
+                           "in the main process.", default=4, panel="Data")
 
     def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None:
+                value = getattr(self, f.name)
+                require(value in choices, f"--{f.name.replace('_', '-')} '{value}': expected {'|'.join(choices)}")
         require(self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
         require(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
         require(self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}")
@@ -74,12 +133,9 @@ class TrainConfig:
         require(0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
                 f"--warmup-epochs must be smaller than --epochs, got {self.warmup_epochs}")
         require(0 < self.val_fraction < 1, f"--val-fraction must be in (0, 1), got {self.val_fraction}")
-        require(self.optimizer in OPTIMIZERS, f"--optimizer '{self.optimizer}': expected {'|'.join(OPTIMIZERS)}")
-        require(self.schedule in SCHEDULES, f"--schedule '{self.schedule}': expected {'|'.join(SCHEDULES)}")
         require(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
         require(self.pretrained is None or Path(self.pretrained).exists(),
                 f"--pretrained {self.pretrained}: no such file or folder")
-        require(self.select in SELECTIONS, f"--select '{self.select}': expected {'|'.join(SELECTIONS)}")
         if self.role == "ds":
             t, a = self.temperature, self.alpha
             require(t is not None and math.isfinite(t) and t > 0, f"--temperature must be positive, got {t}")
@@ -114,3 +170,19 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     if cfg.schedule == "step":
         return cfg.lr * (0.1 ** (int(progress >= 0.5) + int(progress >= 0.75)))
     return cfg.lr
+
+
+def settings() -> list[dataclasses.Field]:
+    """TrainConfig's fields with their metadata, in declaration order."""
+    return list(dataclasses.fields(TrainConfig))
+
+
+def setting_types() -> dict[str, Any]:
+    """Field name -> its type (resolved from the annotations)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def spec_keys() -> dict[str, type]:
+    """The training settings a sweep spec may give per role, with the type a value must have."""
+    types = setting_types()
+    return {f.name: types[f.name] for f in settings() if f.metadata["spec"]}

@@ -27,6 +27,7 @@ from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train import distributed
 from kdfair_cli.train.kd_loss import kd_loss
 from kdfair_cli.train.loop import FitResult, LoopData, Objective, evaluate, fit
+from kdfair_cli.train.teacher import teacher_setup
 
 
 def split_train_val(info: DatasetInfo, dataset: Any, cfg: TrainConfig) -> tuple[Split, Split, str]:
@@ -132,12 +133,12 @@ def prepare_model(cfg: TrainConfig, info: DatasetInfo, train: Split,
     return model, pretrained, text_meta
 
 
-def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, verbose: bool = True,
-                teacher_setup=None) -> dict | None:
+def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
+                verbose: bool = True) -> dict | None:
     """Train according to `cfg` and write the model directory; returns its model.json.
 
-    teacher_setup(cfg, info, train_split, device) -> (teacher_fn, provenance dict) is given by
-    distill; without it the model learns from hard labels. Under torchrun every rank trains
+    The loss follows cfg.role: "ds" distils from cfg.teacher or cfg.teacher_logits (validate
+    refuses a "ds" config with neither), every other role learns from hard labels. Under torchrun every rank trains
     (DistributedDataParallel); rank 0 writes the directory and the other ranks return None.
     """
     cfg.validate()
@@ -148,7 +149,7 @@ def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, 
         if env.main:
             prepare_output(out, resume, force)
         distributed.barrier(env)
-        meta = _train(cfg, out, env, device, resume, verbose and env.main, teacher_setup)
+        meta = _train(cfg, out, env, device, resume, verbose and env.main)
         distributed.barrier(env)  # all ranks end together, after rank 0 has written the directory
         return meta
     finally:
@@ -156,17 +157,17 @@ def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False, 
 
 
 def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.device, resume: bool,
-           verbose: bool, teacher_setup) -> dict | None:
+           verbose: bool) -> dict | None:
     dataset = open_for_training(cfg)
     info = dataset.info
     train, val, val_source = split_train_val(info, dataset, cfg)
     model, pretrained, text_meta = prepare_model(cfg, info, train, device)
     provenance: dict[str, Any] = {}
-    if teacher_setup is None:
-        objective = hard_label_objective(cfg)
-    else:
+    if cfg.role == "ds":
         teacher_fn, provenance = teacher_setup(cfg, info, train, device)
         objective = kd_objective(teacher_fn, cfg)
+    else:
+        objective = hard_label_objective(cfg)
     train_b, train_y = to_batches(dataset, train, info, device, model)
     val_b, val_y = to_batches(dataset, val, info, device, model)
     data = LoopData(train_b, train_y, val_b, val_y)

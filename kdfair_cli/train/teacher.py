@@ -20,7 +20,9 @@ import torch
 
 from kdfair_cli.data.base import DatasetInfo, Split
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.align import check_model_matches, check_same_source, rows_for_ids, source_of
 from kdfair_cli.io.modeldir import load_model, sha256_file
+from kdfair_cli.io.predictions import read_predictions
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train.loop import autocast
 
@@ -30,12 +32,7 @@ TeacherFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def live_teacher(cfg: TrainConfig, info: DatasetInfo, train: Split, device: torch.device) -> tuple[TeacherFn, dict]:
     """A frozen teacher model run on each (augmented) student batch."""
     model, meta = load_model(cfg.teacher, device)
-    if int(meta["num_classes"]) != info.num_classes:
-        raise KdfairError(f"teacher {cfg.teacher} has {meta['num_classes']} classes, "
-                          f"dataset {info.name} has {info.num_classes}")
-    if tuple(meta["input_shape"]) != tuple(info.input_shape):
-        raise KdfairError(f"teacher {cfg.teacher} expects input {tuple(meta['input_shape'])}, "
-                          f"dataset {info.name} gives {tuple(info.input_shape)}")
+    check_model_matches(f"teacher {cfg.teacher}", meta, info)
     for p in model.parameters():
         p.requires_grad_(False)
     own = getattr(model, "make_batches", None)
@@ -74,33 +71,20 @@ def _renormaliser(info: DatasetInfo, norm: dict | None, device: torch.device) ->
 
 def cached_teacher(cfg: TrainConfig, info: DatasetInfo, train: Split, device: torch.device) -> tuple[TeacherFn, dict]:
     """Teacher logits from a predictions file of the train split, aligned to the student's samples."""
-    from kdfair_cli.io.predictions import read_predictions
-
     path = Path(cfg.teacher_logits)
     preds = read_predictions(path)
     meta = preds.meta or {}
-    if meta.get("split") not in (None, "train"):
-        raise KdfairError(f"{path} holds predictions of split '{meta['split']}', expected the train split")
-    fp = meta.get("dataset_fingerprint")
-    if fp is not None and fp != info.fingerprint:
-        raise KdfairError(f"{path} was made on another dataset (fingerprint {fp[:12]}, "
-                          f"expected {info.fingerprint[:12]} of {cfg.data})")
     if preds.logits is None:
         raise KdfairError(f"{path} has no logits; the teacher cache needs `kdfair predict TEACHER --split train`")
-    if preds.logits.shape[1] != info.num_classes:
-        raise KdfairError(f"{path} has logits for {preds.logits.shape[1]} classes, "
-                          f"dataset {info.name} has {info.num_classes}")
-    order = np.argsort(preds.sample_id)
-    ids = preds.sample_id[order]
-    pos = np.searchsorted(ids, train.sample_id)
-    pos = np.clip(pos, 0, len(ids) - 1)
-    missing = ids[pos] != train.sample_id
-    if missing.any():
-        raise KdfairError(f"{path} lacks {int(missing.sum())} of the {len(train)} training samples "
-                          f"(first missing sample_id {int(train.sample_id[missing][0])})")
-    if preds.label is not None and not np.array_equal(preds.label[order][pos], train.labels):
+    want = {"num_classes": info.num_classes, "split": "train", "fingerprint": info.fingerprint}
+    check_same_source(f"the train split of {cfg.data}", want, str(path),
+                      source_of(meta, preds.logits.shape[1]),
+                      "; expected the train split (`kdfair predict TEACHER --split train`)")
+    rows = rows_for_ids(preds.sample_id, train.sample_id, have=str(path),
+                        want=f"the train split of {cfg.data}")
+    if preds.label is not None and not np.array_equal(preds.label[rows], train.labels):
         raise KdfairError(f"{path}: labels differ from the training split's; was it made on another dataset?")
-    aligned = torch.from_numpy(np.ascontiguousarray(preds.logits[order][pos], dtype=np.float32)).to(device)
+    aligned = torch.from_numpy(np.ascontiguousarray(preds.logits[rows], dtype=np.float32)).to(device)
     provenance: dict[str, Any] = {"mode": "offline", "logits_cache": str(path.resolve()),
                                   "cache_sha256": sha256_file(path), "model": meta.get("model")}
     return (lambda index, x: aligned[index]), provenance
