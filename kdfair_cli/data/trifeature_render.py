@@ -1,4 +1,4 @@
-"""Procedural rendering of one Trifeature image (Hermann & Lampinen 2020; PAPER.md, "Data").
+"""Procedural rendering of one Trifeature image (Hermann & Lampinen 2020; docs/trifeature.md).
 
 An image is a shape (the label) filled with a texture in a colour on a grey background:
 pixel = mask*texture*colour + (1 - mask*texture)*background, on a 224 x 224 canvas.

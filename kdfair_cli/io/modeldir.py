@@ -1,4 +1,4 @@
-"""The model directory of DESIGN.md: model.safetensors + model.json + history.parquet.
+"""The model directory (docs/design.md): model.safetensors + model.json + history.parquet.
 
 Weights are safetensors only (never pickle). model.json carries everything needed to rebuild
 the model and to trace it (arch, classes, normalisation, dataset, role, hyperparameters, the
