@@ -17,7 +17,7 @@ import torch
 
 from kdfair_cli.inference import compute_logits
 from kdfair_cli.models.registry import build_model
-from kdfair_cli.train.batches import ImageBatches
+from kdfair_cli.data.batches import ImageBatches
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train.loop import LoopData, fit
 from kdfair_cli.train.runner import kd_objective

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from kdfair_cli.models.registry import build_model
-from kdfair_cli.train.batches import ImageBatches
+from kdfair_cli.data.batches import ImageBatches
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train.loop import LoopData, fit
 from kdfair_cli.train.runner import hard_label_objective

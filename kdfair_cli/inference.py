@@ -16,7 +16,7 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.align import check_model_matches
 from kdfair_cli.io.modeldir import load_model
 from kdfair_cli.io.predictions import write_predictions
-from kdfair_cli.train.batches import Batches, make_batches
+from kdfair_cli.data.batches import Batches, make_batches
 from kdfair_cli.train import distributed
 from kdfair_cli.train.loop import autocast
 

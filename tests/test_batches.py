@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from kdfair_cli.train.batches import ImageBatches, epoch_order, random_crop_flip
+from kdfair_cli.data.batches import ImageBatches, epoch_order, random_crop_flip
 
 
 def test_normalise_matches_formula() -> None:

@@ -143,7 +143,7 @@ def test_imagefolder_holdout_and_augmentation_are_seeded(tmp_path) -> None:
 
 
 def test_streaming_order_and_workers_agree(tmp_path) -> None:
-    from kdfair_cli.train.batches import augment_generator
+    from kdfair_cli.data.batches import augment_generator
 
     ds = open_dataset("imagefolder", make_imagefolder(tmp_path / "if"), image_size=16)
     split = ds.split("train")

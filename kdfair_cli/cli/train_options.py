@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from kdfair_cli.cli.common import console, print_json
+from kdfair_cli.data.options import parse_dataset_options
 from kdfair_cli.train.config import PANELS, setting_types, settings
 
 _RUN = "Run"
@@ -82,8 +83,6 @@ def with_train_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(TrainConfig fields, run flags) from the collected options."""
-    from kdfair_cli.data.options import parse_dataset_options
-
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items() if k not in RUN_KEYS}
     config["dataset_options"] = parse_dataset_options(config.pop("dataset_option", None))
     return config, {k: options[k] for k in RUN_KEYS}

@@ -8,6 +8,8 @@ from typing import Any
 import typer
 
 from kdfair_cli.cli.train_options import run_training, split_options, with_train_options
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.train.config import TrainConfig
 
 
 @with_train_options
@@ -25,9 +27,6 @@ def command(
 
         kdfair train-teacher --data data/trifeature --arch resnet20 --epochs 15 -o runs/teacher-s0
     """
-    from kdfair_cli.errors import KdfairError
-    from kdfair_cli.train.config import TrainConfig
-
     role = role or ("nds" if arch in ("lenet5", "distilbert") else "teacher")
     if role not in ("teacher", "nds"):
         raise KdfairError(f"--role '{role}': expected teacher or nds")

@@ -2,7 +2,7 @@
 
 A dataset gives its splits, classes, protected attributes with their value names, and input
 normalisation. Small image sets are held in memory as uint8 NCHW numpy arrays: training moves
-them to the device once and augments batch-wise there (kdfair_cli.train.batches), never per
+them to the device once and augments batch-wise there (kdfair_cli.data.batches), never per
 sample in PIL. This module imports no torch, so metrics and `pairs` can read data without it.
 """
 

@@ -130,7 +130,7 @@ class ImageFolderDataset:
         return self._splits[name]
 
     def make_batches(self, split: Split, device: Any, mean: tuple[float, ...], std: tuple[float, ...]):
-        from kdfair_cli.train.streaming import StreamingBatches
+        from kdfair_cli.data.streaming import StreamingBatches
 
         return StreamingBatches(list(split.extra["path"]), device, mean, std, self.image_size, self.resize,
                                 self.crop_scale, self.workers)

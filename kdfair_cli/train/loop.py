@@ -22,7 +22,7 @@ from torch import nn
 
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import atomic_path
-from kdfair_cli.train.batches import Batches, augment_generator, epoch_order
+from kdfair_cli.data.batches import Batches, augment_generator, epoch_order
 from kdfair_cli.train.config import TrainConfig, lr_at
 from kdfair_cli.train.distributed import DistEnv, all_sum, any_rank, shard
 from kdfair_cli.train.progress import EpochReporter

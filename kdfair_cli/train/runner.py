@@ -22,7 +22,7 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import check_writable
 from kdfair_cli.io.modeldir import META, STATE, save_model_dir
 from kdfair_cli.models.registry import build_model, count_parameters
-from kdfair_cli.train.batches import Batches, make_batches
+from kdfair_cli.data.batches import Batches, make_batches
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train import distributed
 from kdfair_cli.train.kd_loss import kd_loss

@@ -1,6 +1,6 @@
 """Batches decoded from image files by a DataLoader: for image sets that do not fit in memory.
 
-Implements the Batches protocol (kdfair_cli.train.batches): `epoch(order, ...)` yields the
+Implements the Batches protocol (kdfair_cli.data.batches): `epoch(order, ...)` yields the
 samples in exactly the given order (so the loop's labels and cached teacher logits line up, and
 DDP ranks can each take their shard of the order), decoded and transformed in worker processes,
 collated as uint8, copied to the device through pinned memory without blocking, and normalised
