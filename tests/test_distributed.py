@@ -7,6 +7,8 @@ BatchNorm (LeNet-5), so the weights agree up to float rounding.
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -45,6 +47,7 @@ def test_shard_pads_and_interleaves() -> None:
     assert shard(order, DistEnv()).tolist() == order.tolist()
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_equal_one(tmp_path) -> None:
     data = make_cifar10(tmp_path / "c10")
     common = ["--dataset", "cifar10", "--data", str(data), "--arch", "lenet5", "--epochs", "2", "--batch-size", "12",

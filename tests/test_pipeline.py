@@ -22,6 +22,8 @@ cli = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--epochs", "1", "--batch-size", "64", "--device", "cpu", "-q"]
 
+pytestmark = pytest.mark.slow  # every test here trains or predicts with a trained model
+
 
 @pytest.fixture(scope="module")
 def tri(tmp_path_factory) -> Path:

@@ -147,6 +147,7 @@ def test_sbatch_scripts_are_valid_bash_and_use_the_array_index(tmp_path) -> None
     assert submit.count("--dependency=afterok:$prev") == 4
 
 
+@pytest.mark.slow
 @needs_metrics
 def test_slurm_array_task_id_selects_the_cell(blobs, tmp_path, monkeypatch) -> None:
     spec = load_spec(tiny_spec(tmp_path / "s.toml", seeds=(0,), temps=(1,), analyses=False))
@@ -166,6 +167,7 @@ def test_slurm_array_task_id_selects_the_cell(blobs, tmp_path, monkeypatch) -> N
 
 # --------------------------------------------------------------------------- run, skip, rerun
 
+@pytest.mark.slow
 @needs_metrics
 def test_online_sweep_distils_from_the_teacher_model(blobs, tmp_path) -> None:
     import json
@@ -180,6 +182,7 @@ def test_online_sweep_distils_from_the_teacher_model(blobs, tmp_path) -> None:
     assert meta["temperature"] == 2.0
 
 
+@pytest.mark.slow
 @needs_metrics
 def test_second_run_does_nothing_deleted_output_reruns_only_that_cell(blobs, tmp_path) -> None:
     spec_path = tiny_spec(tmp_path / "s.toml")
@@ -217,6 +220,7 @@ def test_second_run_does_nothing_deleted_output_reruns_only_that_cell(blobs, tmp
         assert (sw / "report" / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 @needs_metrics
 def test_interrupted_cell_resumes(blobs, tmp_path, monkeypatch) -> None:
     import signal
@@ -263,6 +267,7 @@ main()
 """
 
 
+@pytest.mark.slow
 @needs_metrics
 def test_two_processes_with_different_indices_share_one_folder(blobs, tmp_path) -> None:
     spec_path = tiny_spec(tmp_path / "s.toml", seeds=(0,), temps=(1, 2))

@@ -133,6 +133,7 @@ def test_tfidf_representation():
 
 # --- end to end: BERT teacher -> DistilBERT student -> predict -> fairness ---------------------
 
+@pytest.mark.slow
 def test_text_pipeline_end_to_end(tmp_path):
     data = write_hatexplain(tmp_path / "hx")
     common = ["--dataset", "hatexplain", "--data", data, "--max-length", "32", "--optimizer", "adamw",
@@ -202,6 +203,7 @@ def test_text_pipeline_end_to_end(tmp_path):
     assert bad.exit_code == 2 and "no config.json" in bad.output
 
 
+@pytest.mark.slow
 def test_pretrained_dir_and_textcsv_training(tmp_path):
     """--pretrained DIR (a local save_pretrained dir with its tokenizer) on the user's own CSV."""
     from kdfair_cli.models.text import build_text_model

@@ -28,6 +28,7 @@ def _weights(path) -> dict:
     return load_file(str(path / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_other_seed_differs(blobs, tmp_path) -> None:
     train_model(_cfg(blobs, tmp_path / "a"), verbose=False)
     train_model(_cfg(blobs, tmp_path / "b"), verbose=False)
@@ -37,6 +38,7 @@ def test_same_seed_same_weights_other_seed_differs(blobs, tmp_path) -> None:
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_model_dir_contents(blobs, tmp_path) -> None:
     meta = train_model(_cfg(blobs, tmp_path / "m", epochs=4, lr=0.05), verbose=False)
     written = json.loads((tmp_path / "m" / "model.json").read_text())
@@ -50,6 +52,7 @@ def test_model_dir_contents(blobs, tmp_path) -> None:
     assert list(hist["epoch"]) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_gives_the_uninterrupted_weights(blobs, tmp_path, monkeypatch) -> None:
     train_model(_cfg(blobs, tmp_path / "full", arch="resnet20"), verbose=False)
     steps = {"n": 0}
@@ -79,6 +82,7 @@ def test_sigterm_then_resume_gives_the_uninterrupted_weights(blobs, tmp_path, mo
     assert all(torch.equal(full[k], cut[k]) for k in full)
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_settings(blobs, tmp_path) -> None:
     train_model(_cfg(blobs, tmp_path / "r", epochs=1), verbose=False)
     (tmp_path / "r" / "model.json").unlink()
@@ -90,12 +94,14 @@ def test_resume_refuses_other_settings(blobs, tmp_path) -> None:
         train_model(_cfg(blobs, tmp_path / "r", epochs=1), resume=True, verbose=False)
 
 
+@pytest.mark.slow
 def test_holdout_validation_when_no_val_split(blobs, tmp_path) -> None:
     meta = train_model(_cfg(blobs, tmp_path / "h", dataset="blobs-noval", epochs=1, val_fraction=0.25),
                        verbose=False)
     assert meta["selection"]["validation"] == "25% of train"
 
 
+@pytest.mark.slow
 def test_best_selection_records_epoch(blobs, tmp_path) -> None:
     meta = train_model(_cfg(blobs, tmp_path / "b", select="best", epochs=3), verbose=False)
     hist = [r["val_acc"] for r in __import__("pandas").read_parquet(tmp_path / "b" / "history.parquet").to_dict("records")]
@@ -118,6 +124,7 @@ def test_ds_without_teacher_source_is_an_error(blobs, tmp_path) -> None:
         train_model(_cfg(blobs, tmp_path / "ds", role="ds", temperature=4.0, alpha=0.8), verbose=False)
 
 
+@pytest.mark.slow
 def test_online_distillation_records_teacher(blobs, tmp_path) -> None:
     train_model(_cfg(blobs, tmp_path / "t", arch="resnet20", epochs=2), verbose=False)
     meta = train_model(_cfg(blobs, tmp_path / "ds", role="ds", temperature=4.0, alpha=0.8,
@@ -153,6 +160,7 @@ def test_distill_bad_input(blobs, tmp_path) -> None:
         assert result.exit_code == 2 and message in result.output, (extra, result.output)
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_without_force(blobs, tmp_path) -> None:
     args = ["train-teacher", "--dataset", "blobs", "--data", blobs, "--arch", "lenet5", "-o", str(tmp_path / "o"),
             "--epochs", "1", "-q"]

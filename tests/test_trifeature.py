@@ -28,6 +28,7 @@ def _files(path: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
 
 
+@pytest.mark.slow
 def test_split_sizes_and_balance(small: Path) -> None:
     dataset = open_trifeature(small)
     info = dataset.info
@@ -44,6 +45,7 @@ def test_split_sizes_and_balance(small: Path) -> None:
         np.testing.assert_array_equal(np.bincount(combo, minlength=1000), np.full(1000, n))
 
 
+@pytest.mark.slow
 def test_manifest_stats_and_fingerprint(small: Path) -> None:
     dataset = open_trifeature(small)
     train = dataset.split("train").images / 255.0
@@ -53,6 +55,7 @@ def test_manifest_stats_and_fingerprint(small: Path) -> None:
     assert len(dataset.info.fingerprint) == 64
 
 
+@pytest.mark.slow
 def test_deterministic(small: Path, tmp_path: Path) -> None:
     again = generate_trifeature(tmp_path / "again", seed=3, **SMALL)
     assert _files(again) == _files(small)
@@ -72,6 +75,7 @@ def _differ_only_on_shape(a: np.ndarray, b: np.ndarray) -> None:
     assert (a[:, background] == 128).all() and (b[:, background] == 128).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split_name", ["val", "test"])
 def test_twins_share_pose(small: Path, split_name: str) -> None:
     split = open_trifeature(small).split(split_name)
@@ -89,6 +93,7 @@ def test_twins_share_pose(small: Path, split_name: str) -> None:
     _differ_only_on_shape(split.images[a[7]], split.images[b[7]])
 
 
+@pytest.mark.slow
 def test_twin_group_size_ten_shares_pose_across_all_colours(tmp_path: Path) -> None:
     path = generate_trifeature(tmp_path / "g10", image_size=8, train_per_combination=1, val_per_combination=1,
                                test_per_combination=1, twin_group_size=10)
@@ -99,6 +104,7 @@ def test_twin_group_size_ten_shares_pose_across_all_colours(tmp_path: Path) -> N
         generate_trifeature(tmp_path / "g3", image_size=8, twin_group_size=3)
 
 
+@pytest.mark.slow
 def test_train_poses_independent(small: Path) -> None:
     pose_id = open_trifeature(small).split("train").extra["pose_id"]
     assert len(np.unique(pose_id)) == len(pose_id)
@@ -136,6 +142,7 @@ def test_rendering_downsample_is_area_average() -> None:
     assert odd.shape == (3, 50, 50)
 
 
+@pytest.mark.slow
 def test_spurious_train_only(tmp_path: Path) -> None:
     path = generate_trifeature(tmp_path / "sp", image_size=8, train_per_combination=1, val_per_combination=1,
                                test_per_combination=1, spurious=1.0)
@@ -151,6 +158,7 @@ def test_spurious_train_only(tmp_path: Path) -> None:
     assert dataset.info.options["spurious"] == 1.0
 
 
+@pytest.mark.slow
 def test_loader_errors(small: Path, tmp_path: Path) -> None:
     with pytest.raises(KdfairError, match="does not exist"):
         open_trifeature(tmp_path / "nowhere")
@@ -196,6 +204,7 @@ def test_refuses_to_replace_other_folder(tmp_path: Path) -> None:
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_cli(tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "cli"

@@ -51,6 +51,7 @@ def test_dataset_option_parsing() -> None:
         parse_dataset_options(["oops"])
 
 
+@pytest.mark.slow
 def test_cifar10_train_distill_predict(tmp_path) -> None:
     data = make_cifar10(tmp_path / "c10")
     train("cifar10", data, tmp_path / "t", "resnet20")
@@ -65,6 +66,7 @@ def test_cifar10_train_distill_predict(tmp_path) -> None:
     assert preds.meta["class_names"][0] == "airplane" and preds.meta["dataset"] == "cifar10"
 
 
+@pytest.mark.slow
 def test_cifar100_coarse_label_and_fine_attribute(tmp_path) -> None:
     data = make_cifar100(tmp_path / "c100")
     train("cifar100", data / "cifar-100-python", tmp_path / "m", "lenet5", "-O", "label=coarse")
@@ -77,6 +79,7 @@ def test_cifar100_coarse_label_and_fine_attribute(tmp_path) -> None:
     assert preds.attrs["fine"].tolist() == truth[b"fine_labels"]
 
 
+@pytest.mark.slow
 def test_svhn_online_distillation(tmp_path) -> None:
     import scipy.io
 
@@ -90,6 +93,7 @@ def test_svhn_online_distillation(tmp_path) -> None:
     assert json.loads((tmp_path / "ds" / "model.json").read_text())["teacher"]["mode"] == "online"
 
 
+@pytest.mark.slow
 def test_celeba_labels_attributes_and_balance(tmp_path) -> None:
     data, table = make_celeba(tmp_path / "celeba")
     train("celeba", data, tmp_path / "t", "resnet20", "-O", "image_size=16")
@@ -116,6 +120,7 @@ def test_celeba_cache_dir(tmp_path) -> None:
     assert np.array_equal(first.images, again.images)
 
 
+@pytest.mark.slow
 def test_imagefolder_streaming_with_attributes(tmp_path) -> None:
     data = make_imagefolder(tmp_path / "if")
     opts = ["-O", "image_size=16", "-O", "attributes_csv=attributes.csv", "--workers", "0"]
@@ -129,6 +134,7 @@ def test_imagefolder_streaming_with_attributes(tmp_path) -> None:
     assert preds.meta["class_names"] == ["cat", "dog", "fox"]
 
 
+@pytest.mark.slow
 def test_imagefolder_holdout_and_augmentation_are_seeded(tmp_path) -> None:
     data = make_imagefolder(tmp_path / "if", splits=("train",), per_class=6)
     opts = ["-O", "image_size=16", "--workers", "0", "--val-fraction", "0.25"]
@@ -218,6 +224,7 @@ def test_missing_and_malformed_files_are_named(tmp_path) -> None:
 
 # ---- torchvision models -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_torchvision_resnet18_with_pretrained_file(tmp_path) -> None:
     from kdfair_cli.models.registry import build_model
 
@@ -235,6 +242,7 @@ def test_torchvision_resnet18_with_pretrained_file(tmp_path) -> None:
     assert "not a readable state dict" in _error("cifar10", data, "--pretrained", str(tmp_path / "bad.pth"))
 
 
+@pytest.mark.slow
 def test_torchvision_names_build_for_the_class_count() -> None:
     from kdfair_cli.models.registry import build_model
 
