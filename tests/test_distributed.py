@@ -7,14 +7,13 @@ BatchNorm (LeNet-5), so the weights agree up to float rounding.
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
