@@ -85,15 +85,23 @@ def eod_from(tpr_diff: np.ndarray, fpr_diff: np.ndarray, agg: str) -> np.ndarray
     raise ValueError(f"unknown EOD aggregation {agg!r}; expected one of {EOD_AGG}")
 
 
-def _summaries(size, sel, pos, tp, classes: np.ndarray, agg: str) -> dict[str, np.ndarray]:
-    """DPD, EOD, TPR and FPR differences averaged over `classes`, for leading batch axes."""
+def class_spreads(size, sel, pos, tp, agg: str) -> dict[str, np.ndarray]:
+    """Per-class DPD, EOD, TPR and FPR differences [..., C] for leading batch axes."""
     sr, tpr, fpr = rates(size, sel, pos, tp)
-    dpd_c, tpr_c, fpr_c = spread(sr)[..., classes], spread(tpr)[..., classes], spread(fpr)[..., classes]
-    eod_c = eod_from(tpr_c, fpr_c, agg)
+    dpd_c, tpr_c, fpr_c = spread(sr), spread(tpr), spread(fpr)
+    return {"dpd": dpd_c, "eod": eod_from(tpr_c, fpr_c, agg), "tpr_diff": tpr_c, "fpr_diff": fpr_c}
+
+
+def class_mean(per_class: dict[str, np.ndarray], classes: np.ndarray) -> dict[str, np.ndarray]:
+    """The mean over `classes` of each per-class value (NaN classes skipped)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are NaN by design
-        return {"dpd": np.nanmean(dpd_c, axis=-1), "eod": np.nanmean(eod_c, axis=-1),
-                "tpr_diff": np.nanmean(tpr_c, axis=-1), "fpr_diff": np.nanmean(fpr_c, axis=-1)}
+        return {k: np.nanmean(v[..., classes], axis=-1) for k, v in per_class.items()}
+
+
+def summaries(size, sel, pos, tp, classes: np.ndarray, agg: str) -> dict[str, np.ndarray]:
+    """DPD, EOD, TPR and FPR differences averaged over `classes`, for leading batch axes."""
+    return class_mean(class_spreads(size, sel, pos, tp, agg), classes)
 
 
 @dataclass
@@ -150,9 +158,9 @@ def group_fairness(label: np.ndarray, pred: np.ndarray, group: np.ndarray, group
         classes = np.array([positive_class])
     else:
         classes = np.arange(num_classes)
-    dpd_c, tpr_c, fpr_c = spread(sr), spread(tpr), spread(fpr)
-    eod_c = eod_from(tpr_c, fpr_c, eod_agg)
-    summary = _summaries(size, sel, pos, tp, classes, eod_agg)
+    per_class = class_spreads(size, sel, pos, tp, eod_agg)
+    dpd_c, tpr_c, fpr_c, eod_c = (per_class[k] for k in ("dpd", "tpr_diff", "fpr_diff", "eod"))
+    summary = class_mean(per_class, classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(size > 0, tp.sum(axis=1) / np.maximum(size, 1), np.nan)
     warns = []
@@ -206,7 +214,7 @@ def bootstrap(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: 
         tp = np.bincount((offs + pos_t[tp_mask]).ravel(), weights=w[:, tp_mask].ravel(),
                          minlength=b * gc)
         sel, pos, tp = (a.reshape(b, n_groups, c) for a in (sel, pos, tp))
-        res = _summaries(sel.sum(axis=-1), sel, pos, tp, classes, eod_agg)
+        res = summaries(sel.sum(axis=-1), sel, pos, tp, classes, eod_agg)
         for key in out:
             out[key].append(res[key])
     return {key: np.concatenate(v) for key, v in out.items()}
