@@ -108,7 +108,7 @@ def null_draws(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups:
 
     `classes` are the classes averaged over, as GroupFairness.classes ([positive class] for a
     binary task, all classes otherwise); every draw permutes the attribute once for all classes.
-    Seeded: the same inputs and seed give the same draws.
+    Seeded: the same inputs, seed and max_batch_cells give the same draws.
     """
     if stratify not in STRATIFY:
         raise ValueError(f"unknown stratification {stratify!r}; expected one of {STRATIFY}")
