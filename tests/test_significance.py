@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from kdfair_cli.metrics.group import group_fairness
+from kdfair_cli.metrics.group import cell_counts, group_fairness
 from kdfair_cli.metrics.individual import individual_fairness, pair_ratios
 from kdfair_cli.metrics.null import null_draws, null_test, random_tables
 from kdfair_cli.metrics.paired import (combine_seeds, mean_interval, paired_group,
@@ -80,14 +80,14 @@ def test_null_matches_row_permutation_when_errors_ignore_the_group() -> None:
     group = rng.integers(0, g, n)
     pred = _noisy(label, 0.85, c, rng)
     res = _fair(label, pred, group, g, c)
-    ours = null_draws(label, pred, group, g, c, res.classes, n_draws=2000, seed=0)
+    ours = null_draws(res.cells, res.classes, n_draws=2000, seed=0)
     ref = _row_permutation_null(label, pred, group, g, c, 300, rng)
     _agree(ours.dpd, ref[:, 0])
     _agree(ours.eod, ref[:, 1])
     assert null_test(res.eod, ours.eod).p > 0.05 and null_test(res.dpd, ours.dpd).p > 0.05
     # The class average is the mean of the per-class draws (one permutation for all classes).
     assert np.allclose(ours.eod, ours.eod_per_class.mean(axis=1))
-    none = null_draws(label, pred, group, g, c, res.classes, n_draws=2000, seed=0, stratify="none")
+    none = null_draws(res.cells, res.classes, n_draws=2000, seed=0, stratify="none")
     _agree(none.dpd, _row_permutation_null(label, pred, group, g, c, 300, rng, "none")[:, 0])
 
 
@@ -95,9 +95,10 @@ def test_null_is_seeded() -> None:
     rng = np.random.default_rng(2)
     label, group = rng.integers(0, 3, 500), rng.integers(0, 2, 500)
     pred = _noisy(label, 0.8, 3, rng)
-    a = null_draws(label, pred, group, 2, 3, np.arange(3), n_draws=50, seed=7)
-    b = null_draws(label, pred, group, 2, 3, np.arange(3), n_draws=50, seed=7)
-    c = null_draws(label, pred, group, 2, 3, np.arange(3), n_draws=50, seed=8)
+    cells = cell_counts(label, pred, group, 2, 3)
+    a = null_draws(cells, np.arange(3), n_draws=50, seed=7)
+    b = null_draws(cell_counts(label, pred, group, 2, 3), np.arange(3), n_draws=50, seed=7)
+    c = null_draws(cells, np.arange(3), n_draws=50, seed=8)
     assert np.array_equal(a.eod_per_class, b.eod_per_class) and not np.array_equal(a.eod, c.eod)
 
 
@@ -107,7 +108,7 @@ def test_planted_disparity_is_detected() -> None:
     label, group = rng.integers(0, c, n), rng.integers(0, g, n)
     pred = _noisy(label, np.where(group == 0, 0.75, 0.9), c, rng)
     res = _fair(label, pred, group, g, c)
-    draws = null_draws(label, pred, group, g, c, res.classes, n_draws=1000, seed=0)
+    draws = null_draws(res.cells, res.classes, n_draws=1000, seed=0)
     test = null_test(res.eod, draws.eod)
     assert test.p < 0.01 and test.excess > 0.05
 
@@ -122,11 +123,11 @@ def test_unequal_base_rates_are_explained_by_the_label_stratified_floor() -> Non
     pred = np.where(rng.random(n) < 0.9, label, 1 - label)
     res = _fair(label, pred, group, 2, 2)
     assert res.dpd > 0.25
-    stratified = null_draws(label, pred, group, 2, 2, res.classes, n_draws=1000, seed=0)
+    stratified = null_draws(res.cells, res.classes, n_draws=1000, seed=0)
     t = null_test(res.dpd, stratified.dpd)
     assert t.p > 0.05 and abs(t.excess) < 0.03
     assert null_test(res.eod, stratified.eod).p > 0.01
-    free = null_draws(label, pred, group, 2, 2, res.classes, n_draws=1000, seed=0, stratify="none")
+    free = null_draws(res.cells, res.classes, n_draws=1000, seed=0, stratify="none")
     assert null_test(res.dpd, free.dpd).p < 0.01
     _agree(stratified.dpd, _row_permutation_null(label, pred, group, 2, 2, 200, rng)[:, 0])
 

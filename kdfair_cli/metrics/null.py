@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdfair_cli.metrics.group import class_mean, class_spreads
+from kdfair_cli.metrics.group import CellCounts, class_mean, class_spreads, tables_from_cells
 
 STRATIFY = ("label", "none")
 
@@ -86,67 +86,52 @@ def random_tables(group_sizes: np.ndarray, column_counts: np.ndarray, n_draws: i
     return out
 
 
-def _cells(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int,
-           num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Occupied (label, pred) cells and their counts per group: (cell label, cell pred, [G, K])."""
-    c = num_classes
-    lp = label.astype(np.int64) * c + pred
-    present = np.flatnonzero(np.bincount(lp, minlength=c * c))
-    lookup = np.zeros(c * c, dtype=np.int64)
-    lookup[present] = np.arange(present.size)
-    counts = np.bincount(group.astype(np.int64) * present.size + lookup[lp],
-                         minlength=n_groups * present.size).reshape(n_groups, present.size)
-    cl, cp = np.divmod(present, c)
-    return cl, cp, counts
-
-
-def null_draws(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int,
-               num_classes: int, classes: np.ndarray, *, n_draws: int = 1000, seed: int = 0,
+def null_draws(cells: CellCounts, classes: np.ndarray, *, n_draws: int = 1000, seed: int = 0,
                eod_agg: str = "worst", stratify: str = "label",
                max_batch_cells: int = 20_000_000) -> NullDraws:
-    """DPD and EOD of `pred` under n_draws permutations of `group` (see the module docstring).
+    """DPD and EOD under n_draws permutations of the attribute (see the module docstring).
 
-    `classes` are the classes averaged over, as GroupFairness.classes ([positive class] for a
-    binary task, all classes otherwise); every draw permutes the attribute once for all classes.
-    Seeded: the same inputs, seed and max_batch_cells give the same draws.
+    `cells` and `classes` are GroupFairness.cells and .classes (or group.cell_counts(...) and
+    [positive class] for a binary task, all classes otherwise); every draw permutes the
+    attribute once for all classes. Seeded: the same inputs, seed and max_batch_cells give the
+    same draws.
     """
     if stratify not in STRATIFY:
         raise ValueError(f"unknown stratification {stratify!r}; expected one of {STRATIFY}")
     if n_draws < 1:
         raise ValueError(f"the number of null draws must be >= 1, got {n_draws}")
     rng = np.random.default_rng(seed)
-    c = num_classes
-    cl, cp, counts = _cells(label, pred, group, n_groups, c)  # counts [G, K]
-    n_cells = cl.size
-    # Strata [S] and, per stratum, its cells padded to a common width W (padding: count 0).
-    stratum = cl if stratify == "label" else np.zeros(n_cells, dtype=np.int64)
+    g = cells.n_groups
+    # Columns: the occupied (label, pred) pairs, with their counts per group [G, K].
+    lp = cells.label * cells.num_classes + cells.pred
+    columns, col_of = np.unique(lp, return_inverse=True)
+    n_cols = columns.size
+    counts = np.zeros((g, n_cols), dtype=np.int64)
+    np.add.at(counts, (cells.group, col_of), cells.count)
+    col_label = columns // cells.num_classes
+    # Strata [S]; each stratum's columns get a slot 0..width-1 (padding: count 0).
+    stratum = col_label if stratify == "label" else np.zeros(n_cols, dtype=np.int64)
     strata, s_of = np.unique(stratum, return_inverse=True)
-    order = np.argsort(s_of, kind="stable")
-    starts = np.searchsorted(s_of[order], np.arange(strata.size))
-    slot = np.empty(n_cells, dtype=np.int64)
-    slot[order] = np.arange(n_cells) - starts[s_of[order]]
-    width = int(slot.max()) + 1 if n_cells else 1
+    first = np.searchsorted(stratum, strata)  # columns are sorted by label, hence by stratum
+    slot = np.arange(n_cols) - first[s_of]
+    width = int(slot.max()) + 1 if n_cols else 1
     column_counts = np.zeros((strata.size, width), dtype=np.int64)
     column_counts[s_of, slot] = counts.sum(axis=0)
-    group_sizes = np.zeros((strata.size, n_groups), dtype=np.int64)
+    group_sizes = np.zeros((strata.size, g), dtype=np.int64)
     np.add.at(group_sizes, s_of, counts.T)
-    # One-hot maps from cells to (selected, positive, true positive) per class.
-    to_sel = np.zeros((n_cells, c))
-    to_sel[np.arange(n_cells), cp] = 1
-    to_pos = np.zeros((n_cells, c))
-    to_pos[np.arange(n_cells), cl] = 1
-    to_tp = to_pos * (cl == cp)[:, None]
-    size = counts.sum(axis=1)
-    per_draw = max(strata.size * n_groups * width, n_groups * n_cells, 1)
+    # The draws' tables as weights of (group, label, pred) cells: column k of group gi.
+    flat = CellCounts(g, cells.num_classes, np.repeat(np.arange(g), n_cols),
+                      np.tile(col_label, g), np.tile(columns % cells.num_classes, g),
+                      counts.ravel())
+    per_draw = max(strata.size * g * width, g * n_cols, 1)
     batch = max(1, min(n_draws, max_batch_cells // per_draw))
     dpd_c, eod_c = [], []
     for start in range(0, n_draws, batch):
         b = min(batch, n_draws - start)
         tables = random_tables(group_sizes, column_counts, b, rng)  # [b, S, G, W]
-        t = tables[:, s_of, :, slot].astype(np.float64)  # [K, b, G] (advanced indices first)
-        t = np.moveaxis(t, 0, -1)  # [b, G, K]
-        sel, pos, tp = t @ to_sel, t @ to_pos, t @ to_tp
-        spreads = class_spreads(size, sel, pos, tp, eod_agg)
+        w = tables[:, s_of, :, slot]  # [K, b, G] (advanced indices go first)
+        w = np.moveaxis(w, 0, -1).reshape(b, g * n_cols).astype(np.float64)
+        spreads = class_spreads(*tables_from_cells(flat, w), eod_agg)
         dpd_c.append(spreads["dpd"])
         eod_c.append(spreads["eod"])
     dpd_pc, eod_pc = np.concatenate(dpd_c), np.concatenate(eod_c)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdfair_cli.metrics.class_bias import welch_per_class
-from kdfair_cli.metrics.group import percentile_ci, summaries
+from kdfair_cli.metrics.group import CellCounts, percentile_ci, summaries, tables_from_cells
 
 GROUP_METRICS = ("dpd", "eod")
 
@@ -92,14 +92,6 @@ def _comparison(a: float, b: float, null: np.ndarray, boot: np.ndarray,
                             percentile_ci(boot, confidence), null, boot, confidence)
 
 
-def _scatter(w: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
-    """Per row of w [b, K]: sums of w into `size` bins by index [K] -> [b, size]."""
-    b = w.shape[0]
-    offs = (np.arange(b) * size)[:, None]
-    return np.bincount((offs + index).ravel(), weights=w.ravel(),
-                       minlength=b * size).reshape(b, size)
-
-
 def _paired_cells(label, pred_a, pred_b, group, n_groups: int, c: int):
     """Occupied (group, label, pred A, pred B) cells: (counts, g, y, pa, pb)."""
     code = ((group.astype(np.int64) * c + label) * c + pred_a) * c + pred_b
@@ -128,52 +120,39 @@ def paired_group(label: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, grou
     if n_perm < 1 or n_boot < 1:
         raise ValueError(f"n_perm and n_boot must be >= 1, got {n_perm} and {n_boot}")
     rng = np.random.default_rng(seed)
-    c = num_classes
-    gc = n_groups * c
-    counts, g, y, pa, pb = _paired_cells(label, pred_a, pred_b, group, n_groups, c)
-    i_a, i_b, i_y = g * c + pa, g * c + pb, g * c + y
-    hit_a, hit_b = y == pa, y == pb
+    counts, g, y, pa, pb = _paired_cells(label, pred_a, pred_b, group, n_groups, num_classes)
+    # Each joint cell twice: first as it is, then with the two predictions exchanged, so that
+    # weights (kept, swapped) give A's tables with `a_view` and B's with `b_view`.
+    a_view = CellCounts(n_groups, num_classes, np.tile(g, 2), np.tile(y, 2),
+                        np.concatenate([pa, pb]), np.tile(counts, 2))
+    b_view = CellCounts(n_groups, num_classes, a_view.group, a_view.label,
+                        np.concatenate([pb, pa]), a_view.count)
 
-    def metrics(sel_a, tp_a, sel_b, tp_b, pos) -> dict[str, np.ndarray]:
-        shape = (-1, n_groups, c)
-        pos = pos.reshape(shape)
-        size = pos.sum(axis=-1)
-        ma = summaries(size, sel_a.reshape(shape), pos, tp_a.reshape(shape), classes, eod_agg)
-        mb = summaries(size, sel_b.reshape(shape), pos, tp_b.reshape(shape), classes, eod_agg)
-        return {k: (ma[k], mb[k]) for k in GROUP_METRICS}
+    def deltas(kept: np.ndarray, swapped: np.ndarray) -> dict[str, np.ndarray]:
+        w = np.concatenate([kept, swapped], axis=1)
+        ma = summaries(*tables_from_cells(a_view, w), classes, eod_agg)
+        mb = summaries(*tables_from_cells(b_view, w), classes, eod_agg)
+        return {m: np.stack([ma[m], mb[m]]) for m in GROUP_METRICS}
 
-    def tables(w: np.ndarray):
-        return (_scatter(w, i_a, gc), _scatter(w * hit_a, i_y, gc), _scatter(w, i_b, gc),
-                _scatter(w * hit_b, i_y, gc), _scatter(w, i_y, gc))
-
-    w0 = counts[None, :].astype(np.float64)
-    base = tables(w0)
-    observed = metrics(*base)
-    sel_a0, tp_a0, sel_b0, tp_b0, pos0 = base
+    none = np.zeros((1, counts.size))
+    observed = deltas(counts[None, :].astype(np.float64), none)
     disc = pa != pb
-    k = max(int(counts.size), 1)
-    batch = max(1, max_batch_cells // (k + gc))
-    null = {m: [] for m in GROUP_METRICS}
+    batch = max(1, max_batch_cells // max(4 * counts.size, 1))
+    null: dict[str, list[np.ndarray]] = {m: [] for m in GROUP_METRICS}
     for start in range(0, n_perm, batch):
         b = min(batch, n_perm - start)
         s = np.zeros((b, counts.size))
         s[:, disc] = rng.binomial(counts[disc], 0.5, size=(b, int(disc.sum())))
-        # s samples of a discordant cell swapped: A predicts pb and B pa on them.
-        d_sel = _scatter(s, i_b, gc) - _scatter(s, i_a, gc)
-        d_tp = _scatter(s * hit_b, i_y, gc) - _scatter(s * hit_a, i_y, gc)
-        res = metrics(sel_a0 + d_sel, tp_a0 + d_tp, sel_b0 - d_sel, tp_b0 - d_tp,
-                      np.broadcast_to(pos0, d_sel.shape))
-        for m in GROUP_METRICS:
-            null[m].append(res[m][0] - res[m][1])
-    boot = {m: [] for m in GROUP_METRICS}
+        for m, v in deltas(counts - s, s).items():
+            null[m].append(v[0] - v[1])
+    boot: dict[str, list[np.ndarray]] = {m: [] for m in GROUP_METRICS}
     n = int(counts.sum())
     for start in range(0, n_boot, batch):
         b = min(batch, n_boot - start)
         w = rng.multinomial(n, counts / n, size=b).astype(np.float64)
-        res = metrics(*tables(w))
-        for m in GROUP_METRICS:
-            boot[m].append(res[m][0] - res[m][1])
-    return {m: _comparison(float(observed[m][0][0]), float(observed[m][1][0]),
+        for m, v in deltas(w, np.zeros_like(w)).items():
+            boot[m].append(v[0] - v[1])
+    return {m: _comparison(float(observed[m][0, 0]), float(observed[m][1, 0]),
                            np.concatenate(null[m]), np.concatenate(boot[m]), confidence)
             for m in GROUP_METRICS}
 
