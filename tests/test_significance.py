@@ -9,7 +9,7 @@ from scipy import stats
 from kdfair_cli.metrics.group import cell_counts, group_fairness
 from kdfair_cli.metrics.individual import individual_fairness, pair_ratios
 from kdfair_cli.metrics.null import null_draws, null_test, random_tables
-from kdfair_cli.metrics.paired import (combine_seeds, mean_interval, paired_group,
+from kdfair_cli.metrics.paired import (combine_seeds, debiased_ci, mean_interval, paired_group,
                                        paired_individual, two_sided_p, welch_seeds)
 
 
@@ -71,6 +71,8 @@ def test_null_test_p_formula_by_hand() -> None:
     per_class = null_test(np.array([0.0, 1.0]), np.array([[0.2, 0.2], [0.4, np.nan]]))
     assert per_class.p.tolist() == [1.0, 0.5] and per_class.n_draws.tolist() == [2, 1]
     assert two_sided_p(-0.3, np.array([0.1, -0.4, 0.3, 0.2])) == pytest.approx(3 / 5)
+    # Replicates 0.5..1.5 (mean 1.0) around an estimate of 0.8: bias 0.2, percentiles 0.525, 1.475.
+    assert debiased_ci(0.8, np.arange(101) / 100 + 0.5) == pytest.approx((0.325, 1.275))
 
 
 def test_null_matches_row_permutation_when_errors_ignore_the_group() -> None:
