@@ -58,18 +58,21 @@ class CellCounts:
     count: np.ndarray  # [K] int64, > 0
 
 
+def occupied(code: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct codes, their counts) of integer codes in [0, span): one bincount pass when the
+    span is small enough for a dense count array, else a sort."""
+    if span <= 1 << 26:
+        counts = np.bincount(code, minlength=span)
+        cells = np.flatnonzero(counts)
+        return cells, counts[cells]
+    return np.unique(code, return_counts=True)
+
+
 def cell_counts(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int,
                 num_classes: int) -> CellCounts:
     """Count the rows per (group, label, pred) cell in one pass."""
     c = num_classes
-    code = (group.astype(np.int64) * c + label) * c + pred
-    span = n_groups * c * c
-    if span <= 1 << 26:
-        counts = np.bincount(code, minlength=span)
-        cells = np.flatnonzero(counts)
-        counts = counts[cells]
-    else:
-        cells, counts = np.unique(code, return_counts=True)
+    cells, counts = occupied((group.astype(np.int64) * c + label) * c + pred, n_groups * c * c)
     cg, rest = np.divmod(cells, c * c)
     cl, cp = np.divmod(rest, c)
     return CellCounts(n_groups, c, cg, cl, cp, counts.astype(np.int64))

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdfair_cli.metrics.class_bias import welch_per_class
-from kdfair_cli.metrics.group import CellCounts, percentile_ci, summaries, tables_from_cells
+from kdfair_cli.metrics.group import (CellCounts, occupied, percentile_ci, summaries,
+                                      tables_from_cells)
 
 GROUP_METRICS = ("dpd", "eod")
 
@@ -110,14 +111,8 @@ def _comparison(a: float, b: float, null: np.ndarray, boot: np.ndarray,
 
 def _paired_cells(label, pred_a, pred_b, group, n_groups: int, c: int):
     """Occupied (group, label, pred A, pred B) cells: (counts, g, y, pa, pb)."""
-    code = ((group.astype(np.int64) * c + label) * c + pred_a) * c + pred_b
-    span = n_groups * c ** 3
-    if span <= 1 << 26:
-        counts = np.bincount(code, minlength=span)
-        cells = np.flatnonzero(counts)
-        counts = counts[cells]
-    else:
-        cells, counts = np.unique(code, return_counts=True)
+    cells, counts = occupied(((group.astype(np.int64) * c + label) * c + pred_a) * c + pred_b,
+                             n_groups * c ** 3)
     rest, pb = np.divmod(cells, c)
     rest, pa = np.divmod(rest, c)
     g, y = np.divmod(rest, c)
@@ -135,6 +130,9 @@ def paired_group(label: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, grou
     """
     if n_perm < 1 or n_boot < 1:
         raise ValueError(f"n_perm and n_boot must be >= 1, got {n_perm} and {n_boot}")
+    if not label.shape == pred_a.shape == pred_b.shape == group.shape:
+        raise ValueError(f"label, pred_a, pred_b and group differ in length: {label.size}, "
+                         f"{pred_a.size}, {pred_b.size}, {group.size}")
     rng = np.random.default_rng(seed)
     counts, g, y, pa, pb = _paired_cells(label, pred_a, pred_b, group, n_groups, num_classes)
     # Each joint cell twice: first as it is, then with the two predictions exchanged, so that
