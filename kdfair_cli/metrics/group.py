@@ -45,15 +45,69 @@ def encode_groups(values: np.ndarray, names: list[str] | None = None) -> tuple[n
     return codes.astype(np.int64).ravel(), [str(u) for u in uniq]
 
 
+@dataclass(frozen=True)
+class CellCounts:
+    """How many rows fall in each occupied (group, label, pred) cell: all a group metric, its
+    bootstrap and its null need, so the rows are read once (one np.bincount pass)."""
+
+    n_groups: int
+    num_classes: int
+    group: np.ndarray  # [K] per occupied cell
+    label: np.ndarray  # [K]
+    pred: np.ndarray  # [K]
+    count: np.ndarray  # [K] int64, > 0
+
+
+def occupied(code: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct codes, their counts) of integer codes in [0, span): one bincount pass when the
+    span is small enough for a dense count array, else a sort."""
+    if span <= 1 << 26:
+        counts = np.bincount(code, minlength=span)
+        cells = np.flatnonzero(counts)
+        return cells, counts[cells]
+    return np.unique(code, return_counts=True)
+
+
+def cell_counts(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int,
+                num_classes: int) -> CellCounts:
+    """Count the rows per (group, label, pred) cell in one pass."""
+    c = num_classes
+    cells, counts = occupied((group.astype(np.int64) * c + label) * c + pred, n_groups * c * c)
+    cg, rest = np.divmod(cells, c * c)
+    cl, cp = np.divmod(rest, c)
+    return CellCounts(n_groups, c, cg, cl, cp, counts.astype(np.int64))
+
+
+def tables_from_cells(cells: CellCounts, weights: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(size [..., G], selected, positives, true positives [..., G, C]) from cell counts.
+
+    weights [b, K] replaces the counts by b sets of cell weights (bootstrap replicates, null
+    draws) and gives a leading axis b.
+    """
+    g, c = cells.n_groups, cells.num_classes
+    w = cells.count[None, :] if weights is None else weights
+    b = w.shape[0]
+    offs = (np.arange(b) * (g * c))[:, None]
+    at = cells.group * c
+
+    def scatter(index: np.ndarray, ww: np.ndarray) -> np.ndarray:
+        return np.bincount((offs + index).ravel(), weights=ww.ravel(),
+                           minlength=b * g * c).reshape(b, g, c)
+
+    sel = scatter(at + cells.pred, w)
+    pos = scatter(at + cells.label, w)
+    tp = scatter(at + cells.label, w * (cells.label == cells.pred))
+    size = pos.sum(axis=-1)
+    if weights is None:
+        return tuple(a[0].astype(np.int64) for a in (size, sel, pos, tp))  # type: ignore[return-value]
+    return size, sel, pos, tp
+
+
 def count_tables(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int,
                  num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Counts per group and class: (size [G], selected [G,C], positives [G,C], true pos [G,C])."""
-    gc = n_groups * num_classes
-    base = group * num_classes
-    sel = np.bincount(base + pred, minlength=gc).reshape(n_groups, num_classes)
-    pos = np.bincount(base + label, minlength=gc).reshape(n_groups, num_classes)
-    tp = np.bincount((base + label)[label == pred], minlength=gc).reshape(n_groups, num_classes)
-    return sel.sum(axis=1), sel, pos, tp
+    return tables_from_cells(cell_counts(label, pred, group, n_groups, num_classes))
 
 
 def rates(size: np.ndarray, sel: np.ndarray, pos: np.ndarray, tp: np.ndarray
@@ -85,15 +139,23 @@ def eod_from(tpr_diff: np.ndarray, fpr_diff: np.ndarray, agg: str) -> np.ndarray
     raise ValueError(f"unknown EOD aggregation {agg!r}; expected one of {EOD_AGG}")
 
 
-def _summaries(size, sel, pos, tp, classes: np.ndarray, agg: str) -> dict[str, np.ndarray]:
-    """DPD, EOD, TPR and FPR differences averaged over `classes`, for leading batch axes."""
+def class_spreads(size, sel, pos, tp, agg: str) -> dict[str, np.ndarray]:
+    """Per-class DPD, EOD, TPR and FPR differences [..., C] for leading batch axes."""
     sr, tpr, fpr = rates(size, sel, pos, tp)
-    dpd_c, tpr_c, fpr_c = spread(sr)[..., classes], spread(tpr)[..., classes], spread(fpr)[..., classes]
-    eod_c = eod_from(tpr_c, fpr_c, agg)
+    dpd_c, tpr_c, fpr_c = spread(sr), spread(tpr), spread(fpr)
+    return {"dpd": dpd_c, "eod": eod_from(tpr_c, fpr_c, agg), "tpr_diff": tpr_c, "fpr_diff": fpr_c}
+
+
+def class_mean(per_class: dict[str, np.ndarray], classes: np.ndarray) -> dict[str, np.ndarray]:
+    """The mean over `classes` of each per-class value (NaN classes skipped)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are NaN by design
-        return {"dpd": np.nanmean(dpd_c, axis=-1), "eod": np.nanmean(eod_c, axis=-1),
-                "tpr_diff": np.nanmean(tpr_c, axis=-1), "fpr_diff": np.nanmean(fpr_c, axis=-1)}
+        return {k: np.nanmean(v[..., classes], axis=-1) for k, v in per_class.items()}
+
+
+def summaries(size, sel, pos, tp, classes: np.ndarray, agg: str) -> dict[str, np.ndarray]:
+    """DPD, EOD, TPR and FPR differences averaged over `classes`, for leading batch axes."""
+    return class_mean(class_spreads(size, sel, pos, tp, agg), classes)
 
 
 @dataclass
@@ -117,6 +179,7 @@ class GroupFairness:
     fpr_diff: float
     eod_agg: str
     warnings: list[str] = field(default_factory=list)
+    cells: CellCounts | None = None  # the counts it came from: input of null_draws, bootstrap
 
 
 def _undefined_warnings(groups: list[str], size, rate, what: str, classes) -> list[str]:
@@ -142,7 +205,8 @@ def group_fairness(label: np.ndarray, pred: np.ndarray, group: np.ndarray, group
     if eod_agg not in EOD_AGG:
         raise ValueError(f"unknown EOD aggregation {eod_agg!r}; expected one of {EOD_AGG}")
     g = len(groups)
-    size, sel, pos, tp = count_tables(label, pred, group, g, num_classes)
+    cells = cell_counts(label, pred, group, g, num_classes)
+    size, sel, pos, tp = tables_from_cells(cells)
     sr, tpr, fpr = rates(size, sel, pos, tp)
     if num_classes == 2 and positive_class is not None:
         if positive_class not in (0, 1):
@@ -150,9 +214,9 @@ def group_fairness(label: np.ndarray, pred: np.ndarray, group: np.ndarray, group
         classes = np.array([positive_class])
     else:
         classes = np.arange(num_classes)
-    dpd_c, tpr_c, fpr_c = spread(sr), spread(tpr), spread(fpr)
-    eod_c = eod_from(tpr_c, fpr_c, eod_agg)
-    summary = _summaries(size, sel, pos, tp, classes, eod_agg)
+    per_class = class_spreads(size, sel, pos, tp, eod_agg)
+    dpd_c, tpr_c, fpr_c, eod_c = (per_class[k] for k in ("dpd", "tpr_diff", "fpr_diff", "eod"))
+    summary = class_mean(per_class, classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(size > 0, tp.sum(axis=1) / np.maximum(size, 1), np.nan)
     warns = []
@@ -166,47 +230,31 @@ def group_fairness(label: np.ndarray, pred: np.ndarray, group: np.ndarray, group
                              "; the class average skips them" if len(classes) > 1 else ""))
     return GroupFairness(groups, classes, size, acc, sr, tpr, fpr, dpd_c, tpr_c, fpr_c, eod_c,
                          float(summary["dpd"]), float(summary["eod"]), float(summary["tpr_diff"]),
-                         float(summary["fpr_diff"]), eod_agg, warns)
+                         float(summary["fpr_diff"]), eod_agg, warns, cells)
 
 
 def bootstrap(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int,
               num_classes: int, classes: np.ndarray, *, n_boot: int, seed: int = 0,
-              eod_agg: str = "worst", max_batch_cells: int = 20_000_000) -> dict[str, np.ndarray]:
+              eod_agg: str = "worst", max_batch_cells: int = 20_000_000,
+              cells: CellCounts | None = None) -> dict[str, np.ndarray]:
     """Bootstrap replicates of dpd, eod, tpr_diff, fpr_diff (arrays of length n_boot).
 
     Resampling N rows with replacement only changes how many rows fall in each
     (group, label, pred) cell, so each replicate is one multinomial draw over the occupied cells:
-    the same distribution as row resampling at a cost independent of N.
+    the same distribution as row resampling at a cost independent of N. Pass `cells`
+    (GroupFairness.cells) to skip counting the rows again.
     """
     rng = np.random.default_rng(seed)
-    c = num_classes
-    code = (group * c + label) * c + pred
-    span = n_groups * c * c
-    if span <= 1 << 26:
-        counts = np.bincount(code, minlength=span)
-        cells = np.flatnonzero(counts)
-        counts = counts[cells]
-    else:
-        cells, counts = np.unique(code, return_counts=True)
+    if cells is None:
+        cells = cell_counts(label, pred, group, n_groups, num_classes)
+    counts = cells.count
     n = int(counts.sum())
-    cg, rest = np.divmod(cells, c * c)
-    cl, cp = np.divmod(rest, c)
-    sel_t, pos_t = cg * c + cp, cg * c + cl
-    tp_mask = cl == cp
-    k = cells.size
-    batch = max(1, min(n_boot, max_batch_cells // max(k, 1)))
+    batch = max(1, min(n_boot, max_batch_cells // max(counts.size, 1)))
     out: dict[str, list[np.ndarray]] = {"dpd": [], "eod": [], "tpr_diff": [], "fpr_diff": []}
-    gc = n_groups * c
     for start in range(0, n_boot, batch):
         b = min(batch, n_boot - start)
-        w = rng.multinomial(n, counts / n, size=b)
-        offs = (np.arange(b) * gc)[:, None]
-        sel = np.bincount((offs + sel_t).ravel(), weights=w.ravel(), minlength=b * gc)
-        pos = np.bincount((offs + pos_t).ravel(), weights=w.ravel(), minlength=b * gc)
-        tp = np.bincount((offs + pos_t[tp_mask]).ravel(), weights=w[:, tp_mask].ravel(),
-                         minlength=b * gc)
-        sel, pos, tp = (a.reshape(b, n_groups, c) for a in (sel, pos, tp))
-        res = _summaries(sel.sum(axis=-1), sel, pos, tp, classes, eod_agg)
+        w = rng.multinomial(n, counts / n, size=b).astype(np.float64)
+        res = summaries(*tables_from_cells(cells, w), classes, eod_agg)
         for key in out:
             out[key].append(res[key])
     return {key: np.concatenate(v) for key, v in out.items()}

@@ -59,22 +59,35 @@ class IndividualFairness:
     mean_output_distance: float  # mean |f(x) - f(x')| over the pairs used
 
 
-def individual_fairness(outputs: np.ndarray, a: np.ndarray, b: np.ndarray,
-                        distance: np.ndarray, metric: str = "tv",
-                        *, max_block: int = 1 << 24) -> IndividualFairness:
-    """I(f) over pairs (a[i], b[i]) (row indices into outputs [N, K]) with input distances."""
+def pair_ratios(outputs: np.ndarray, a: np.ndarray, b: np.ndarray, distance: np.ndarray,
+                metric: str = "tv", *, max_block: int = 1 << 24
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pair |f(x) - f(x')| / d(x, x') over pairs (a[i], b[i]) (row indices into outputs).
+
+    Returns (ratio, output distance, used): ratio and output distance of the pairs with
+    d > 0, in pair order, and the mask `used` of those pairs. Two models scored on the same
+    pair file get ratios aligned pair by pair (the mask depends on d only), which is what a
+    paired comparison needs.
+    """
     distance = np.asarray(distance, dtype=np.float64)
-    keep = distance > 0
-    a, b, distance = a[keep], b[keep], distance[keep]
+    used = distance > 0
+    a, b, distance = a[used], b[used], distance[used]
     width = max(outputs.shape[1], 1)
     step = max(1, max_block // width)
     dout = np.concatenate([output_distance(outputs[a[s:s + step]], outputs[b[s:s + step]], metric)
                            for s in range(0, a.shape[0], step)] or [np.empty(0)])
-    n_zero = int((~keep).sum())
-    if dout.size == 0:
+    return dout / distance, dout, used
+
+
+def individual_fairness(outputs: np.ndarray, a: np.ndarray, b: np.ndarray,
+                        distance: np.ndarray, metric: str = "tv",
+                        *, max_block: int = 1 << 24) -> IndividualFairness:
+    """I(f) over pairs (a[i], b[i]) (row indices into outputs [N, K]) with input distances."""
+    ratio, dout, used = pair_ratios(outputs, a, b, distance, metric, max_block=max_block)
+    n_zero = int((~used).sum())
+    if ratio.size == 0:
         nan = float("nan")
         return IndividualFairness(nan, nan, nan, nan, 0, n_zero, nan)
-    ratio = dout / distance
     return IndividualFairness(float(ratio.mean()), float(np.median(ratio)),
                               float(np.percentile(ratio, 95)), float(ratio.max()),
                               int(ratio.size), n_zero, float(dout.mean()))

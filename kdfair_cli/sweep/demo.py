@@ -21,7 +21,7 @@ path = "data/trifeature"
 image_size = 32
 train_per_combination = {train_per_combination}
 val_per_combination = 1
-test_per_combination = 1
+test_per_combination = 10
 seed = 0
 
 [train]
