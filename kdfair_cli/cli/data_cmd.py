@@ -10,12 +10,13 @@ from pathlib import Path
 import typer
 
 from kdfair_cli.cli.common import console, guarded, print_json
+from kdfair_cli.data.trifeature import DEFAULT_PER_COMBINATION
 
 app = typer.Typer(help="Generate built-in datasets (real datasets are read where they are).", no_args_is_help=True)
 
 TRIFEATURE_EPILOG = (
     "Example: kdfair data trifeature -o data/trifeature --image-size 32 --seed 0  "
-    "(10,000 images: 8/1/1 per combination for train/val/test; see docs/trifeature.md)"
+    "(19,000 images: 8/1/10 per combination for train/val/test; see docs/trifeature.md)"
 )
 
 
@@ -42,11 +43,11 @@ def _progress_bar(description: str) -> Iterator[Callable[[int, int], None] | Non
 def trifeature(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (written atomically)."),
     image_size: int = typer.Option(32, "--image-size", help="Side of the square images, 8 to 224 px."),
-    train_per_combination: int = typer.Option(8, "--train-per-combination",
+    train_per_combination: int = typer.Option(DEFAULT_PER_COMBINATION["train"], "--train-per-combination",
                                               help="Train images per shape x colour x texture."),
-    val_per_combination: int = typer.Option(1, "--val-per-combination",
+    val_per_combination: int = typer.Option(DEFAULT_PER_COMBINATION["val"], "--val-per-combination",
                                             help="Val images per combination."),
-    test_per_combination: int = typer.Option(1, "--test-per-combination",
+    test_per_combination: int = typer.Option(DEFAULT_PER_COMBINATION["test"], "--test-per-combination",
                                              help="Test images per combination."),
     seed: int = typer.Option(0, "--seed", help="Random seed; same options and seed give identical files."),
     spurious: float = typer.Option(0.0, "--spurious",
