@@ -200,6 +200,32 @@ def find_files(path: Path) -> tuple[list[Path], Path | None]:
     return files, (meta if meta.is_file() else None)
 
 
+def item_attrs(items: list[dict], roles: list[tuple[str, str, str]], label_types: list[str]) -> dict[str, np.ndarray]:
+    """The attr_* columns of checked items: BBQ's fields, option roles, the label's role, item text."""
+    col = lambda f: np.asarray([f(it) for it in items], dtype=object)  # noqa: E731
+    attrs: dict[str, np.ndarray] = {
+        "category": col(lambda it: it["category"]),
+        "example_id": np.asarray([it["example_id"] for it in items], np.int64),
+        "question_index": col(lambda it: str(it["question_index"])),
+        "question_polarity": col(lambda it: it["question_polarity"]),
+        "context_condition": col(lambda it: it["context_condition"]),
+        "subcategory": col(lambda it: str(it["additional_metadata"].get("subcategory", "None"))),
+        "label_type": np.asarray(label_types, dtype=object),
+        **{f"role_{k}": np.asarray([r[k] for r in roles], dtype=object) for k in range(3)},
+        "label_role": np.asarray([r[it["label"]] for r, it in zip(roles, items)], dtype=object),
+    }
+    for field in TEXT_FIELDS:
+        attrs[field] = col(lambda it, f=field: it[f])
+    return attrs
+
+
+def bbq_attributes(categories: Sequence[str]) -> tuple[Attribute, ...]:
+    """The categorical attributes and their values (the text columns are not attributes)."""
+    return (Attribute("category", tuple(categories)), Attribute("question_polarity", POLARITIES),
+            Attribute("context_condition", CONDITIONS),
+            *(Attribute(f"role_{k}", ROLES) for k in range(3)), Attribute("label_role", ROLES))
+
+
 def open_bbq(path: Path, **options: Any) -> BBQDataset:
     check_options("bbq", options, {})
     files, meta_path = find_files(Path(path))
@@ -237,28 +263,14 @@ def open_bbq(path: Path, **options: Any) -> BBQDataset:
     label_types = [label_types[i] for i in order]
     ids = ids[order]
     labels = np.asarray([it["label"] for it in items], np.int64)
-    col = lambda f: np.asarray([f(it) for it in items], dtype=object)  # noqa: E731
-    attrs: dict[str, np.ndarray] = {
-        "category": col(lambda it: it["category"]),
-        "example_id": np.asarray([it["example_id"] for it in items], np.int64),
-        "question_index": col(lambda it: str(it["question_index"])),
-        "question_polarity": col(lambda it: it["question_polarity"]),
-        "context_condition": col(lambda it: it["context_condition"]),
-        "subcategory": col(lambda it: str(it["additional_metadata"].get("subcategory", "None"))),
-        "label_type": np.asarray(label_types, dtype=object),
-        **{f"role_{k}": np.asarray([r[k] for r in roles], dtype=object) for k in range(3)},
-        "label_role": np.asarray([r[lab] for r, lab in zip(roles, labels)], dtype=object),
-    }
-    for field in TEXT_FIELDS:
-        attrs[field] = col(lambda it, f=field: it[f])
-    split = Split(SPLIT, None, labels, ids, attrs, {"text": col(lambda it: f"{it['context']} {it['question']}")})
+    attrs = item_attrs(items, roles, label_types)
+    text = np.asarray([f"{it['context']} {it['question']}" for it in items], dtype=object)
+    split = Split(SPLIT, None, labels, ids, attrs, {"text": text})
     cats = tuple(sorted(set(attrs["category"])))
     fp_files = files + ([meta_path] if meta_path else [])
     info = DatasetInfo(
         name="bbq", num_classes=3, class_names=CLASS_NAMES,
-        attributes=(Attribute("category", cats), Attribute("question_polarity", POLARITIES),
-                    Attribute("context_condition", CONDITIONS),
-                    *(Attribute(f"role_{k}", ROLES) for k in range(3)), Attribute("label_role", ROLES)),
+        attributes=bbq_attributes(cats),
         input_shape=(), mean=(), std=(), splits=(SPLIT,), fingerprint=files_fingerprint(*fp_files),
         options={"roles": stats, "metadata_csv": str(meta_path) if meta_path else None,
                  "files": [f.name for f in files]},
