@@ -32,7 +32,7 @@ UNKNOWN_MODES = ("own", "max")
 
 def _choices(arguments: Any, where: str) -> list[str]:
     if isinstance(arguments, dict):
-        keys = sorted(arguments, key=lambda k: int(str(k).rsplit("_", 1)[-1]) if str(k).rsplit("_", 1)[-1].isdigit() else -1)
+        keys = sorted(arguments, key=lambda k: int(k.rsplit("_", 1)[-1]) if k.rsplit("_", 1)[-1].isdigit() else -1)
         try:
             return [str(arguments[k]["arg_1"]) for k in keys]
         except (KeyError, TypeError):
@@ -103,8 +103,10 @@ def read_lm_eval_samples(path: str | Path, *, unknown: str = "own", filter_name:
     if not rows:
         raise KdfairError(f"{path}: no samples")
     filters = sorted({r[0] for r in rows})
-    chosen = filter_name or ("none" if "none" in filters or len(filters) == 1 else None)
-    chosen = chosen if chosen in filters else (filters[0] if len(filters) == 1 and not filter_name else None)
+    if filter_name:
+        chosen = filter_name if filter_name in filters else None
+    else:
+        chosen = filters[0] if len(filters) == 1 else ("none" if "none" in filters else None)
     if chosen is None:
         raise KdfairError(f"{path} holds filters {', '.join(filters)}; choose one with --filter")
     rows = [r for r in rows if r[0] == chosen]
