@@ -216,8 +216,7 @@ def bias_score(files: list[Source], versus: list[Source] | None = None, *, n_boo
     feats = _features(runs, cat_codes, len(categories))
     per_run = m.scores(feats.sum(1))  # each [R, S]
     mean = m.mean_over_runs(per_run, axis=0)
-    std = {k: (np.nanstd(per_run[k], axis=0, ddof=1) if len(runs) > 1 else np.full(len(slots), np.nan))
-           for k in m.METRICS}
+    std = m.std_over_runs({k: per_run[k] for k in m.METRICS}, axis=0)
     rng = np.random.default_rng(seed)
     boot = m.bootstrap(feats, n_boot, rng) if n_boot else None
     alpha = (1 - confidence) / 2

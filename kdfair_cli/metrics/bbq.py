@@ -91,6 +91,13 @@ def mean_over_runs(per_run: dict[str, np.ndarray], axis: int = -1) -> dict[str, 
         return {k: np.nanmean(v, axis=axis) for k, v in per_run.items()}
 
 
+def std_over_runs(per_run: dict[str, np.ndarray], axis: int = 0) -> dict[str, np.ndarray]:
+    """Sample std (ddof 1) of each metric over runs; NaN with fewer than two finite runs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 'degrees of freedom <= 0'
+        return {k: np.nanstd(v, axis=axis, ddof=1) for k, v in per_run.items()}
+
+
 def bootstrap(features: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Metrics of `n_boot` item resamples, averaged over runs: features [R, N, S, 8] -> each [B, S].
 
