@@ -50,7 +50,7 @@ def check_local_dir(path: str | Path) -> Path:
     """The folder, or a KdfairError for a hub name or any path that is not a local directory."""
     path = Path(path)
     if not path.is_dir():
-        raise KdfairError(f"model {path} is not a local directory; {HUB_HINT}")
+        raise KdfairError(f"model directory {path} does not exist; {HUB_HINT}")
     return path
 
 
