@@ -78,15 +78,29 @@ def compute_logits(model: torch.nn.Module, batches: Batches, batch_size: int, am
 
 
 def predict_split(model_dir: str | Path, *, split: str = "test", data: str | None = None,
-                  dataset: str | None = None, device: str = "auto", batch_size: int = 512,
+                  dataset: str | None = None, device: str = "auto", batch_size: int | None = None,
                   amp: bool = False, dataset_options: dict[str, Any] | None = None,
-                  workers: int | None = None) -> SplitPredictions | None:
+                  workers: int | None = None, lm_options: dict[str, Any] | None = None
+                  ) -> SplitPredictions | None:
     """Predict one split of the dataset the model was trained on (or of `dataset` at `data`).
 
     The dataset is reopened with the --dataset-option values recorded in model.json (when the
     dataset is the same), updated by `dataset_options`. Under torchrun each rank predicts every
-    W-th sample and rank 0 gathers them; the other ranks return None.
+    W-th sample and rank 0 gathers them; the other ranks return None. A plain transformers
+    causal-LM directory (no model.json) scores multiple-choice items instead
+    (kdfair_cli.lm_inference; `lm_options` are its options); batch_size defaults to 512
+    samples, or 16 items for a causal LM.
     """
+    from kdfair_cli.models.causal_lm import check_local_dir, is_causal_lm_dir
+
+    check_local_dir(model_dir)
+    if is_causal_lm_dir(model_dir):
+        from kdfair_cli.lm_inference import predict_causal_lm
+
+        return predict_causal_lm(model_dir, dataset=dataset, data=data, split=split, device=device,
+                                 batch_size=batch_size or 16, dataset_options=dataset_options,
+                                 **(lm_options or {}))
+    batch_size = batch_size or 512
     if batch_size <= 0:
         raise KdfairError(f"--batch-size must be positive, got {batch_size}")
     env, dev = distributed.setup(device)

@@ -5,6 +5,7 @@ command prints with `--json`; the CLI and the sweep are built on these functions
 this package does not import torch. See docs/api.md.
 """
 
+from kdfair_cli.api.bias_score import BiasScore, bias_score
 from kdfair_cli.api.classes import ClassComparisonResult, compare_classes
 from kdfair_cli.api.group import AttributeFairness, GroupFairnessResult, group_fairness
 from kdfair_cli.api.individual import IndividualFairnessResult, individual_fairness
@@ -15,7 +16,7 @@ from kdfair_cli.io.pairs_file import PairSet
 from kdfair_cli.io.predictions import Predictions
 
 __all__ = [
-    "AttributeFairness", "ClassComparisonResult", "GroupFairnessResult", "IndividualFairnessResult",
-    "PairSet", "PairsResult", "Predictions", "ReportResult", "compare_classes", "group_fairness",
+    "AttributeFairness", "BiasScore", "ClassComparisonResult", "GroupFairnessResult", "IndividualFairnessResult",
+    "PairSet", "PairsResult", "Predictions", "ReportResult", "bias_score", "compare_classes", "group_fairness",
     "individual_fairness", "pairs", "read_pair_set", "read_predictions", "report",
 ]

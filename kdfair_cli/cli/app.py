@@ -32,6 +32,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("group-fairness", "kdfair_cli.cli.group_fairness"),
     ("pairs", "kdfair_cli.cli.pairs"),
     ("individual-fairness", "kdfair_cli.cli.individual_fairness"),
+    ("bias-score", "kdfair_cli.cli.bias_score"),
+    ("import", "kdfair_cli.cli.import_cmd"),
     ("sweep", "kdfair_cli.cli.sweep"),
     ("report", "kdfair_cli.cli.report"),
     ("demo", "kdfair_cli.cli.demo"),

@@ -10,7 +10,8 @@ from kdfair_cli.cli.common import console
 
 
 def command(
-    model_dir: Path = typer.Argument(..., help="A model directory written by train-teacher or distill."),
+    model_dir: Path = typer.Argument(..., help="A model directory written by train-teacher or distill, "
+                                     "or a local transformers causal-LM directory (with --dataset bbq)."),
     out: str = typer.Option(..., "--out", "-o", help="Predictions Parquet to write; '-' for stdout."),
     split: str = typer.Option("test", "--split", help="Split to predict (train gives the teacher-logit cache)."),
     data: Path = typer.Option(None, "--data", help="Dataset folder (default: the one in model.json)."),
@@ -18,27 +19,48 @@ def command(
     dataset_option: list[str] = typer.Option(None, "--dataset-option", "-O", metavar="KEY=VALUE",
                                              help="Dataset option (repeatable); default: those in model.json."),
     workers: int = typer.Option(None, "--workers", help="DataLoader workers for streaming datasets."),
-    batch_size: int = typer.Option(512, "--batch-size", help="Inference batch size."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Inference batch size (default 512; "
+                                   "16 items for a causal LM)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     amp: bool = typer.Option(False, "--amp/--no-amp", help="bf16 autocast on CUDA (off by default: exact logits)."),
+    lm_score: str = typer.Option("sum", "--lm-score", help="Causal LM: option log-likelihood summed "
+                                 "over its tokens (sum) or per token (mean).", rich_help_panel="Causal LM"),
+    prompt_template: str = typer.Option(None, "--prompt-template", help="Causal LM prompt with {context} "
+                                        "{question} {ans0} {ans1} {ans2}; default "
+                                        "'{context}\\nQuestion: {question}\\nAnswer:'.",
+                                        rich_help_panel="Causal LM"),
+    chunk_size: int = typer.Option(1024, "--chunk-size", help="Causal LM: items per resumable chunk "
+                                   "(kept in OUT.parts/ until the file is written).", rich_help_panel="Causal LM"),
 ) -> None:
     """Write the predictions file of a model on one split (sample_id, label, pred, logits, attr_*).
 
     Example:
 
         kdfair predict runs/teacher-s0 --split test -o preds/teacher-s0.parquet
+
+        kdfair predict /models/Qwen2.5-1.5B --dataset bbq --data BBQ -o preds/qwen.parquet
     """
     from kdfair_cli.data.options import parse_dataset_options
     from kdfair_cli.inference import predict_split
     from kdfair_cli.io.atomic import check_writable
+    from kdfair_cli.lm_inference import remove_parts
 
     if out != "-":
         check_writable(out)
     res = predict_split(model_dir, split=split, data=str(data) if data else None, dataset=dataset,
                         device=device, batch_size=batch_size, amp=amp,
-                        dataset_options=parse_dataset_options(dataset_option), workers=workers)
+                        dataset_options=parse_dataset_options(dataset_option), workers=workers,
+                        lm_options={"lm_score": lm_score, "prompt_template": prompt_template,
+                                    "chunk_size": chunk_size,
+                                    "parts_dir": None if out == "-" else f"{out}.parts"})
     if res is None:  # a non-zero rank under torchrun: rank 0 writes the file
         return
     res.write(out)
     console.print(f"{model_dir} on {res.meta['dataset']}/{split}: {len(res.label)} samples, "
                   f"accuracy {res.accuracy:.4f} -> {out}")
+    if res.meta.get("lm"):
+        remove_parts(f"{out}.parts")
+        roles = (res.meta.get("dataset_options") or {}).get("roles") or {}
+        if roles.get("undetermined"):
+            console.print(f"[yellow]warning:[/] {roles['undetermined']} item(s) have answer roles that "
+                          "could not be derived (role 'undetermined'; see docs/llm.md)")
