@@ -36,7 +36,7 @@ from kdfair_cli.data.trifeature_render import (
     CANVAS, COLOR_NAMES, COLORS, SHAPES, TEXTURES, Pose, draw_poses, render_image,
 )
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import atomic_dir
+from kdfair_cli.io.atomic import atomic_dir, register_input
 
 FORMAT = "kdfair.trifeature/1"
 MANIFEST = "manifest.json"
@@ -330,6 +330,7 @@ class TrifeatureDataset:
     def _check_file(self, path: Path) -> None:
         if not path.is_file():
             raise KdfairError(f"Trifeature file {path} is missing; regenerate with `kdfair data trifeature`")
+        register_input(path)
         if self.verify:
             expected = self.manifest["files"][path.name]["sha256"]
             if _sha256(path) != expected:
@@ -372,6 +373,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise KdfairError(f"Trifeature folder {path} does not exist; create it with `kdfair data trifeature -o {path}`")
     if not manifest_path.is_file():
         raise KdfairError(f"{manifest_path} is missing; expected a folder made by `kdfair data trifeature`")
+    register_input(manifest_path)
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:

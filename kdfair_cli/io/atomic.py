@@ -6,7 +6,8 @@ file is only replaced once the new one is complete.
 Outputs never destroy inputs: while a command runs (`guard_inputs`, entered by the CLI for
 each command invocation), every reader registers what it read, and every writer here refuses
 a target that is one of those files (same path or same inode), lies inside a model directory
-that was read, or is an existing file of a dataset folder that was read.
+that was read, or would replace a dataset folder that was read (whose files the dataset
+readers register as they read them).
 """
 
 from __future__ import annotations
@@ -69,10 +70,9 @@ def refuse_input_target(path: str | Path) -> None:
         if target == resolved or target.is_relative_to(resolved) or resolved.is_relative_to(target):
             raise KdfairError(f"output {path} lies in the input model directory {shown}; refusing "
                               "to write into a model that is being read")
-    for resolved, shown in _inputs["data"]:
-        inside = target.is_relative_to(resolved) and target.exists()
-        if inside or (resolved.is_relative_to(target) and target != resolved) or target == resolved:
-            raise KdfairError(f"output {path} would overwrite part of the input dataset {shown}")
+    for resolved, shown in _inputs["data"]:  # its files are registered one by one as they are read
+        if resolved.is_relative_to(target):
+            raise KdfairError(f"output {path} would replace the input dataset folder {shown}")
 
 
 def _refuse_stdout_input() -> None:
