@@ -89,7 +89,8 @@ def test_resume_refuses_other_settings(blobs, tmp_path) -> None:
     from kdfair_cli.train.loop import _save_state  # a state written by other settings
 
     model = torch.nn.Linear(2, 2)
-    _save_state(tmp_path / "r" / STATE, model, torch.optim.SGD(model.parameters(), lr=0.1), 1, [], None, "other")
+    _save_state(tmp_path / "r" / STATE, model, torch.optim.SGD(model.parameters(), lr=0.1), 1, [], None, "other",
+                {})
     with pytest.raises(KdfairError, match="other settings"):
         train_model(_cfg(blobs, tmp_path / "r", epochs=1), resume=True, verbose=False)
 

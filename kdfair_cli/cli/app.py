@@ -7,11 +7,13 @@ Modules are imported here but keep heavy imports (torch) inside their functions,
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
 from kdfair_cli import __version__
-from kdfair_cli.cli.common import guarded
+from kdfair_cli.cli.common import click_exceptions, guarded
+from kdfair_cli.errors import first_line
 
 app = typer.Typer(
     name="kdfair",
@@ -66,5 +68,38 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    app(prog_name="kdfair")
+def _usage_message(exc: Exception, args: list[str]) -> str:
+    """click's message, with the value the user gave when an option's value was bad."""
+    message = first_line(exc.format_message())  # type: ignore[attr-defined]
+    param = getattr(exc, "param", None)
+    opts = list(getattr(param, "opts", None) or [])
+    if not isinstance(exc, click_exceptions.BadParameter) or not opts:
+        return message
+    for i, token in enumerate(args):
+        name, eq, value = token.partition("=")
+        if name in opts and (eq or i + 1 < len(args)):
+            value = value if eq else args[i + 1]
+            return f"{opts[-1] if opts[-1].startswith('--') else opts[0]} {value!r}: {message.split(': ', 1)[-1]}"
+    return message
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `kdfair` console script: a usage error is one `kdfair: error:` line (exit 2), with the
+    --help hint on the same line, instead of click's boxed message."""
+    try:
+        code = app(args=argv, prog_name="kdfair", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as exc:  # bare `kdfair` / `kdfair sweep`: the help
+        exc.show()
+        sys.exit(2)
+    except click_exceptions.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        print(f"kdfair: error: {_usage_message(exc, sys.argv[1:] if argv is None else argv)}{hint}",
+              file=sys.stderr)
+        sys.exit(2)
+    except click_exceptions.ClickException as exc:
+        print(f"kdfair: error: {first_line(exc.format_message())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click_exceptions.Abort:
+        print("kdfair: error: aborted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

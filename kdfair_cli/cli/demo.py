@@ -33,9 +33,9 @@ def command(
     from kdfair_cli.sweep.spec import load_spec
 
     t0 = time.time()
+    text = demo_spec(device=device, quick=quick)  # checks --device before anything is written
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "sweep.toml"
-    text = demo_spec(device=device, quick=quick)
     if not spec_path.exists() or spec_path.read_text() != text:
         write_text_atomic(spec_path, text)
     spec = load_spec(spec_path)

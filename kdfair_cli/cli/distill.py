@@ -9,6 +9,7 @@ import typer
 
 from kdfair_cli.cli.train_options import run_training, split_options, with_train_options
 from kdfair_cli.train.config import TrainConfig
+from kdfair_cli.train.signals import stop_on_signals
 
 
 @with_train_options
@@ -35,8 +36,9 @@ def command(
 
         kdfair distill --teacher-logits cache/teacher-s0-train.parquet --data data/trifeature --arch lenet5 -T 4 -o runs/ds-T4-s0
     """
-    config, run = split_options(options)
-    cfg = TrainConfig(arch=arch, out=str(out), role="ds", temperature=temperature, alpha=alpha,
-                      kd_scale_t2=t2_scaling, teacher=str(teacher) if teacher else None,
-                      teacher_logits=str(teacher_logits) if teacher_logits else None, **config)
-    run_training(cfg, run)
+    with stop_on_signals():  # a SIGTERM during set-up exits 143 too
+        config, run = split_options(options)
+        cfg = TrainConfig(arch=arch, out=str(out), role="ds", temperature=temperature, alpha=alpha,
+                          kd_scale_t2=t2_scaling, teacher=str(teacher) if teacher else None,
+                          teacher_logits=str(teacher_logits) if teacher_logits else None, **config)
+        run_training(cfg, run)

@@ -10,6 +10,7 @@ import typer
 from kdfair_cli.cli.train_options import run_training, split_options, with_train_options
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.train.config import TrainConfig
+from kdfair_cli.train.signals import stop_on_signals
 
 
 @with_train_options
@@ -30,6 +31,7 @@ def command(
     role = role or ("nds" if arch in ("lenet5", "distilbert") else "teacher")
     if role not in ("teacher", "nds"):
         raise KdfairError(f"--role '{role}': expected teacher or nds")
-    config, run = split_options(options)
-    cfg = TrainConfig(arch=arch, out=str(out), role=role, **config)
-    run_training(cfg, run)
+    with stop_on_signals():  # before torch loads: a SIGTERM during set-up exits 143 too
+        config, run = split_options(options)
+        cfg = TrainConfig(arch=arch, out=str(out), role=role, **config)
+        run_training(cfg, run)

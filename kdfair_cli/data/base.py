@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from kdfair_cli.errors import KdfairError
+
 
 @dataclass(frozen=True)
 class Attribute:
@@ -89,3 +91,11 @@ class Dataset(Protocol):
     def split(self, name: str) -> Split:
         """Load one split; raise KdfairError naming the file if it is missing or malformed."""
         ...
+
+
+def check_labels(split: Split, num_classes: int, where: str) -> None:
+    """Labels must be class ids in [0, num_classes): a manifest edited by hand may disagree."""
+    if split.labels.size and (split.labels.min() < 0 or split.labels.max() >= num_classes):
+        bad = int(split.labels.min() if split.labels.min() < 0 else split.labels.max())
+        raise KdfairError(f"{where}: split '{split.name}' has label {bad}, outside the {num_classes} "
+                          f"classes (num_classes = {num_classes}) the manifest declares")

@@ -16,12 +16,14 @@ from typing import Any
 
 from kdfair_cli.data.base import DatasetInfo, Split
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
 
 
 def require_file(path: Path, what: str) -> Path:
     """`path` if it is a file, else KdfairError naming it and what it should be."""
     if not path.is_file():
         raise KdfairError(f"{what}: file {path} is missing")
+    register_input(path)
     return path
 
 

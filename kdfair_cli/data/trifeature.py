@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kdfair_cli import __version__
-from kdfair_cli.data.base import Attribute, DatasetInfo, Split
+from kdfair_cli.data.base import Attribute, DatasetInfo, Split, check_labels
 from kdfair_cli.data.trifeature_render import (
     CANVAS, COLOR_NAMES, COLORS, SHAPES, TEXTURES, Pose, draw_poses, render_image,
 )
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import atomic_dir
+from kdfair_cli.io.atomic import atomic_dir, register_input
 
 FORMAT = "kdfair.trifeature/1"
 MANIFEST = "manifest.json"
@@ -82,6 +83,26 @@ def _validate_options(image_size: int, counts: dict[str, int], spurious: float) 
             raise KdfairError(f"--{split}-per-combination {n} is out of range; expected at least 1")
     if not (math.isfinite(spurious) and 0.0 <= spurious <= 1.0):
         raise KdfairError(f"--spurious {spurious} is out of range; expected a probability in [0, 1]")
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63:
+        raise KdfairError(f"--seed {seed} is out of range; expected an integer >= 0")
+
+
+def _check_space(out: Path, image_size: int, counts: dict[str, int]) -> None:
+    """Refuse a dataset the disk cannot hold before planning it: an absurd count would otherwise
+    end in MemoryError, or SIGBUS when the memory-mapped images meet a full disk."""
+    per_image = 3 * image_size * image_size + 64  # pixels, plus a generous table row
+    need = sum(counts.values()) * N_SHAPES * N_COLORS * N_TEXTURES * per_image
+    parent = out.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    if need > free:
+        raise KdfairError(f"Trifeature with {', '.join(f'{n} {s}' for s, n in counts.items())} per combination "
+                          f"needs about {need / 1e9:.3g} GB but {parent} has {free / 1e9:.3g} GB free; "
+                          "lower --train-per-combination (or --image-size)")
 
 
 def _check_replaceable(out: Path) -> None:
@@ -207,11 +228,13 @@ def generate_trifeature(
     """
     counts = {"train": train_per_combination, "val": val_per_combination, "test": test_per_combination}
     _validate_options(image_size, counts, spurious)
+    _check_seed(seed)
     if twin_group_size not in TWIN_GROUP_SIZES:
         raise KdfairError(f"--twin-group-size {twin_group_size} is not allowed; expected one of "
                           f"{', '.join(map(str, TWIN_GROUP_SIZES))} (divisors of the 10 colours)")
     out = Path(out_dir)
     _check_replaceable(out)
+    _check_space(out, image_size, counts)
     options = {"image_size": image_size, **{f"{s}_per_combination": n for s, n in counts.items()},
                "seed": seed, "spurious": float(spurious), "twin_group_size": twin_group_size}
     total = sum(n * N_SHAPES * N_COLORS * N_TEXTURES for n in counts.values())
@@ -295,7 +318,7 @@ class TrifeatureDataset:
         n = int(entry["num_samples"])
         images = self._load_images(self.path / entry["images"], n)
         table = self._load_table(self.path / entry["table"], n)
-        return Split(
+        split = Split(
             name=name,
             images=images,
             labels=table["label"],
@@ -303,10 +326,13 @@ class TrifeatureDataset:
             attrs={"color": table["color"], "texture": table["texture"]},
             extra={"pose_id": table["pose_id"], "spurious": table["spurious"]},
         )
+        check_labels(split, self.info.num_classes, str(self.path / MANIFEST))
+        return split
 
     def _check_file(self, path: Path) -> None:
         if not path.is_file():
             raise KdfairError(f"Trifeature file {path} is missing; regenerate with `kdfair data trifeature`")
+        register_input(path)
         if self.verify:
             expected = self.manifest["files"][path.name]["sha256"]
             if _sha256(path) != expected:
@@ -349,6 +375,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise KdfairError(f"Trifeature folder {path} does not exist; create it with `kdfair data trifeature -o {path}`")
     if not manifest_path.is_file():
         raise KdfairError(f"{manifest_path} is missing; expected a folder made by `kdfair data trifeature`")
+    register_input(manifest_path)
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
 from kdfair_cli.io.tables import read_table
 
 
@@ -23,6 +24,7 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     if p.suffix.lower() == ".npy":
         if not p.exists():
             raise KdfairError(f"{p}: file does not exist")
+        register_input(p)
         try:
             x = np.load(p, allow_pickle=False)
         except (ValueError, OSError) as exc:
@@ -44,6 +46,9 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
         x = flat.reshape(len(col), width)
         ids = (table.column("sample_id").to_numpy().astype(np.int64)
                if "sample_id" in table.column_names else np.arange(len(col), dtype=np.int64))
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise KdfairError(f"{p}: features have width {x.shape[1] if x.ndim == 2 else x.shape}; "
+                          "expected at least one value per sample")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise KdfairError(f"{p}: features contain NaN or infinite values")

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import atomic_path
+from kdfair_cli.io.atomic import atomic_path, register_input
 
 WEIGHTS = "model.safetensors"
 META = "model.json"
@@ -60,6 +60,7 @@ def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise KdfairError(f"model directory {model_dir} does not exist")
+    register_input(model_dir, "model")
     meta_path = model_dir / META
     if not meta_path.exists():
         hint = " (training has not finished; rerun with --resume)" if (model_dir / STATE).exists() else ""
@@ -68,10 +69,26 @@ def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise KdfairError(f"{meta_path} is not valid JSON: {exc}") from exc
+    check_model_meta(meta, meta_path)
+    return meta
+
+
+def check_model_meta(meta: Any, where: str | Path) -> None:
+    """The keys that rebuild a model, with the types they must have."""
+    if not isinstance(meta, dict):
+        raise KdfairError(f"{where} must hold a JSON object, found {type(meta).__name__}")
     for key in ("arch", "num_classes", "input_shape"):
         if key not in meta:
-            raise KdfairError(f"{meta_path} has no '{key}'")
-    return meta
+            raise KdfairError(f"{where} has no '{key}'")
+    if not isinstance(meta["arch"], str):
+        raise KdfairError(f"{where}: 'arch' must be a string, found {meta['arch']!r}")
+    c = meta["num_classes"]
+    if not isinstance(c, int) or isinstance(c, bool) or c < 1:
+        raise KdfairError(f"{where}: 'num_classes' must be a positive integer, found {c!r}")
+    shape = meta["input_shape"]
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                              for d in shape):
+        raise KdfairError(f"{where}: 'input_shape' must be a list of positive integers, found {shape!r}")
 
 
 def load_model(model_dir: str | Path, device: Any = "cpu", verify: bool = True):

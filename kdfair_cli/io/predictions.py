@@ -23,6 +23,9 @@ from kdfair_cli.io.tables import read_schema, read_table, table_bytes, with_meta
 
 SCHEMA = "kdfair.predictions/1"
 _LOGIT_K = re.compile(r"^logit_(\d+)$")
+#: Most classes a file may imply without logits to back them: a stray label of 10^9 must be an
+#: error, not a 10^9-class analysis that runs out of memory.
+MAX_CLASSES_WITHOUT_LOGITS = 100_000
 
 
 @dataclass
@@ -140,6 +143,12 @@ def _logits(table: pa.Table, name: str, logits_col: str) -> np.ndarray | None:
         else:
             raise KdfairError(f"{name}: column '{logits_col}' must be a list of floats, found "
                               f"{col.type}")
+        if width == 0:
+            raise KdfairError(f"{name}: column '{logits_col}' holds empty lists; expected one logit "
+                              "per class")
+        if not (pa.types.is_floating(col.type.value_type) or pa.types.is_integer(col.type.value_type)):
+            raise KdfairError(f"{name}: column '{logits_col}' must hold numbers, found "
+                              f"{col.type.value_type}")
         flat = col.flatten()
         if flat.null_count:
             raise KdfairError(f"{name}: column '{logits_col}' has missing values (NaN logits)")
@@ -151,6 +160,10 @@ def _logits(table: pa.Table, name: str, logits_col: str) -> np.ndarray | None:
         if [k for k, _ in ks] != list(range(len(ks))):
             raise KdfairError(f"{name}: columns logit_<k> must be logit_0 .. logit_{len(ks) - 1} "
                               f"without gaps, found {', '.join(c for _, c in ks)}")
+        for _, c in ks:
+            kind = table.column(c).type
+            if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+                raise KdfairError(f"{name}: column '{c}' must hold numbers (logits), found {kind}")
         values = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for _, c in ks])
         logits_col = "logit_<k>"
     if not np.issubdtype(values.dtype, np.floating):
@@ -202,11 +215,11 @@ def read_predictions(path: str | Path, *, label_col: str = "label", pred_col: st
     """
     columns = None
     if str(path) != "-" and not str(path).lower().endswith(".csv"):
-        names, _ = read_schema(path)
+        names, schema_meta = read_schema(path)
         skip = set()
         if not with_features:
             skip.add("features")
-        if not with_logits and pred_col in names:
+        if not with_logits and pred_col in names and "num_classes" in schema_meta:
             skip |= {logits_col} | {c for c in names if _LOGIT_K.match(c)}
         columns = [c for c in names if c not in skip]
     table, meta, name = read_table(path, columns)
@@ -227,7 +240,9 @@ def predictions_from_table(table: pa.Table, meta: dict, name: str, *, label_col:
         raise KdfairError(f"{name}: missing column '{label_col}' (true class); columns are: "
                           f"{', '.join(cols)}")
     label = _int_column(table, label_col, name, allow_null=True)
-    logits = _logits(table, name, logits_col) if (with_logits or pred_col not in cols) else None
+    # without num_classes in the metadata, the logits' width is what bounds the class range
+    need_logits = with_logits or pred_col not in cols or "num_classes" not in meta
+    logits = _logits(table, name, logits_col) if need_logits else None
     if pred_col in cols:
         pred = _int_column(table, pred_col, name, allow_null=False)
     elif logits is not None:
@@ -243,7 +258,9 @@ def predictions_from_table(table: pa.Table, meta: dict, name: str, *, label_col:
         sample_id = np.arange(n, dtype=np.int64)
 
     if "num_classes" in meta:
-        c = int(meta["num_classes"])
+        c = meta["num_classes"]
+        if not isinstance(c, int) or isinstance(c, bool) or c < 1:
+            raise KdfairError(f"{name}: metadata num_classes must be a positive integer, found {c!r}")
         if logits is not None and logits.shape[1] != c:
             raise KdfairError(f"{name}: column '{logits_col}' has {logits.shape[1]} values per "
                               f"row but the metadata says num_classes = {c}")
@@ -251,6 +268,11 @@ def predictions_from_table(table: pa.Table, meta: dict, name: str, *, label_col:
         c = int(logits.shape[1])
     else:
         c = int(max(pred.max(), label.max() if label is not None else 0)) + 1
+    if logits is None and c > MAX_CLASSES_WITHOUT_LOGITS:
+        col = label_col if label is not None and label.max() + 1 == c else pred_col
+        raise KdfairError(f"{name}: column '{col}' holds class id {c - 1}, which would make {c} classes; "
+                          f"class ids must be 0 .. num_classes-1 (without logits at most "
+                          f"{MAX_CLASSES_WITHOUT_LOGITS} classes)")
     _check_range(pred, c, name, pred_col)
     if label is not None:
         _check_range(label, c, name, label_col)

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import atomic_path
+from kdfair_cli.errors import KdfairError, first_line
+from kdfair_cli.io.atomic import atomic_path, register_input, write_bytes_atomic
 
 META_KEY = b"kdfair"
 PARQUET_MAGIC = b"PAR1"
@@ -34,6 +34,7 @@ def _source(path: str | Path) -> tuple[str, Any, bytes]:
         raise KdfairError(f"{p}: file does not exist")
     if p.is_dir():
         raise KdfairError(f"{p}: is a directory, expected a Parquet or CSV file")
+    register_input(p)
     with open(p, "rb") as fh:
         head = fh.read(4)
     return str(p), str(p), head
@@ -52,14 +53,15 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> tuple[pa.T
             pf = pq.ParquetFile(src)
             table = pf.read(columns=columns)
         except (pa.ArrowException, OSError) as exc:
-            raise KdfairError(f"{name}: not a readable Parquet file ({exc})") from None
+            raise KdfairError(f"{name}: not a readable Parquet file, damaged or truncated "
+                              f"({first_line(exc)})") from None
         raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
         meta = _parse_meta(name, raw)
     elif name.lower().endswith((".csv", ".csv.gz")) or _looks_like_text(head):
         try:
             table = pacsv.read_csv(src)
         except (pa.ArrowException, OSError) as exc:
-            raise KdfairError(f"{name}: not a readable CSV file ({exc})") from None
+            raise KdfairError(f"{name}: not a readable CSV file ({first_line(exc)})") from None
         if columns is not None:
             table = table.select([c for c in columns if c in table.column_names])
         meta = {}
@@ -78,7 +80,8 @@ def read_schema(path: str | Path) -> tuple[list[str], dict]:
         try:
             schema = pq.read_schema(src)
         except (pa.ArrowException, OSError) as exc:
-            raise KdfairError(f"{name}: not a readable Parquet file ({exc})") from None
+            raise KdfairError(f"{name}: not a readable Parquet file, damaged or truncated "
+                              f"({first_line(exc)})") from None
         return list(schema.names), _parse_meta(name, (schema.metadata or {}).get(META_KEY))
     table, meta, _ = read_table(path)
     return list(table.column_names), meta
@@ -121,8 +124,7 @@ def write_table(path: str | Path, table: pa.Table, fmt: str | None = None) -> No
     """Write Parquet (default) or CSV (`.csv` extension or fmt='csv') atomically; '-' = stdout."""
     fmt = fmt or ("csv" if str(path).lower().endswith(".csv") else "parquet")
     if str(path) == "-":
-        sys.stdout.buffer.write(table_bytes(table, fmt))
-        sys.stdout.buffer.flush()
+        write_bytes_atomic("-", table_bytes(table, fmt))
         return
     with atomic_path(path) as tmp:
         if fmt == "csv":

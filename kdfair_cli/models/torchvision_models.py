@@ -10,6 +10,7 @@ class count differs) are dropped and reported, and the model keeps their fresh i
 
 from __future__ import annotations
 
+import pickle
 import warnings
 
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdfair_cli.errors import KdfairError
+from kdfair_cli.errors import KdfairError, first_line
+from kdfair_cli.io.atomic import register_input
 
 
 def torchvision_names() -> list[str]:
@@ -46,6 +48,7 @@ def build_torchvision(arch: str, num_classes: int, input_shape: tuple[int, int, 
 
 def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
+    register_input(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -55,8 +58,12 @@ def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
             with warnings.catch_warnings():  # torch warns about pickle protocols; the error says enough
                 warnings.simplefilter("ignore", UserWarning)
                 state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unreadable, pickled code, wrong format
-        raise KdfairError(f"--pretrained {path}: not a readable state dict ({type(exc).__name__}: {exc})") from exc
+    except pickle.UnpicklingError as exc:  # torch's weights-only refusal: several lines of advice
+        raise KdfairError(f"--pretrained {path}: holds pickled Python objects besides tensors; kdfair "
+                          "loads plain tensors only (KDFAIR_DEBUG=1 for the detail)") from exc
+    except Exception as exc:  # unreadable, wrong format
+        raise KdfairError(f"--pretrained {path}: not a readable state dict ({type(exc).__name__}: "
+                          f"{first_line(exc)})") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

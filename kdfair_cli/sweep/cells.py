@@ -139,9 +139,23 @@ def write_record(cell_dir: Path, record: dict[str, Any]) -> None:
     write_text_atomic(cell_dir / CELL_JSON, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def outputs_complete(cell: Cell, sweep_dir: Path) -> bool:
+def damaged_output(cell: Cell, sweep_dir: Path) -> str | None:
+    """Why a cell's outputs cannot be used (missing, or a JSON output that does not parse), or None."""
     d = cell.dir(sweep_dir)
-    return all((d / o).exists() for o in cell.outputs)
+    for o in cell.outputs:
+        path = d / o
+        if not path.exists():
+            return f"{o} is missing"
+        if path.suffix == ".json":
+            try:
+                json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                return f"{o} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    return None
+
+
+def outputs_complete(cell: Cell, sweep_dir: Path) -> bool:
+    return damaged_output(cell, sweep_dir) is None
 
 
 def is_done(cell: Cell, sweep_dir: Path) -> bool:
@@ -202,9 +216,10 @@ def cell_status(cell: Cell, sweep_dir: Path) -> tuple[str, str]:
         return "missing", "spec changed"
     status = rec.get("status")
     if status == "done":
-        if outputs_complete(cell, sweep_dir):
+        damage = damaged_output(cell, sweep_dir)
+        if damage is None:
             return "done", f"{rec.get('seconds', 0):.0f}s"
-        return "missing", "outputs deleted"
+        return "missing", f"{damage}; reruns"
     if status == "failed":
         return "failed", str(rec.get("error", ""))[:120]
     return "missing", "interrupted; resumes"  # status running/interrupted but no lock held

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kdfair_cli.train.device import resolve_device
+
 DEMO_SPEC = """\
 # kdfair demo: Trifeature, ResNet-20 teacher -> LeNet-5 student, 2 seeds, 4 temperatures.
 # Sized to finish in under 10 minutes on a 2-core CPU; raise epochs/seeds for real numbers.
@@ -50,6 +52,8 @@ compare_classes = true
 
 
 def demo_spec(*, device: str = "auto", quick: bool = False) -> str:
+    """The demo spec for `device` (checked here, before the demo writes anything)."""
+    resolve_device(device)
     if quick:
         return DEMO_SPEC.format(device=device, train_per_combination=1, teacher_epochs=1, student_epochs=1)
     return DEMO_SPEC.format(device=device, train_per_combination=5, teacher_epochs=8, student_epochs=6)

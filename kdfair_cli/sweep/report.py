@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kdfair_cli.errors import KdfairError
+from kdfair_cli.errors import KdfairError, RunFailed
 from kdfair_cli.io.atomic import atomic_path, write_text_atomic
-from kdfair_cli.sweep.cells import is_done
+from kdfair_cli.sweep.cells import damaged_output, is_done, read_record
 from kdfair_cli.sweep.runner import cells_from_json, read_sweep_json
 
 MODEL_ORDER = {"teacher": 0, "nds": 1, "ds": 2}
@@ -48,6 +48,11 @@ def collect(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, A
     cells = cells_from_json(doc)
     cells_dir = sweep_dir / "cells"
     missing = [c.id for c in cells if not is_done(c, sweep_dir)]
+    for c in cells:  # finished, by its record, but its outputs are unusable: never leave it out silently
+        rec = read_record(c.dir(sweep_dir)) if c.id in missing else None
+        if rec and rec.get("status") == "done" and rec.get("hash") == c.hash:
+            raise RunFailed(f"{sweep_dir}: cell {c.id} is marked done but {damaged_output(c, sweep_dir)}; "
+                            f"`kdfair sweep run SPEC -o {sweep_dir}` redoes it")
     classes = {}
     for c in cells:
         if c.kind == "classes" and c.id not in missing:

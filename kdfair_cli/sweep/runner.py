@@ -69,7 +69,14 @@ def read_sweep_json(sweep_dir: Path) -> dict[str, Any]:
     path = Path(sweep_dir) / SWEEP_JSON
     if not path.exists():
         raise KdfairError(f"{path} is missing: {sweep_dir} is not a sweep folder (run `kdfair sweep run` first)")
-    return json.loads(path.read_text())
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KdfairError(f"{path} is damaged ({exc}); `kdfair sweep run SPEC -o {sweep_dir}` "
+                          "writes it again") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("cells"), list):
+        raise KdfairError(f"{path} is not a kdfair sweep record (no cell table)")
+    return doc
 
 
 def cells_from_json(doc: dict[str, Any]) -> list[Cell]:
@@ -270,6 +277,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, *, index: int | None = Non
     cells = build_cells(spec)
     if index is not None and not 0 <= index < len(cells):
         raise KdfairError(f"--index {index} is out of range: this sweep has cells 0..{len(cells) - 1}")
+    spec.check_runnable(device)
     (sweep_dir / "cells").mkdir(parents=True, exist_ok=True)
     write_sweep_json(spec, cells, sweep_dir)
     prepare_data(spec, log)

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
 from kdfair_cli.train.config import TrainConfig, spec_keys
+from kdfair_cli.train.device import check_device_name
 
 ROLES = ("teacher", "nds", "ds")
 PAIR_SOURCES = ("knn", "twins", "none")
@@ -123,6 +125,20 @@ class SweepSpec:
     compare_classes: bool = True
     distillation: str = "offline"
 
+    def check_runnable(self, device: str | None = None) -> None:
+        """What a run needs from this machine, checked before any cell starts: the device, and
+        the data folder unless the spec generates it."""
+        from kdfair_cli.train.device import resolve_device
+
+        try:
+            resolve_device(device or self.device)
+        except KdfairError as exc:
+            where = "--device" if device else _where(self.source, "sweep.device")
+            raise KdfairError(f"{where}: {str(exc).removeprefix('--device ')}") from None
+        if self.generate is None and not self.data_path.exists():
+            raise KdfairError(f"{_where(self.source, 'data.path')}: {self.data_path} does not exist "
+                              "(add [data.generate] to make Trifeature there)")
+
     def data_identity(self) -> dict[str, Any]:
         """What identifies the data in every cell's hash."""
         return {"dataset": self.dataset, "path": str(self.data_path), "generate": self.generate}
@@ -183,6 +199,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     source = Path(path)
     if not source.is_file():
         raise KdfairError(f"sweep spec {source} does not exist")
+    register_input(source)
     try:
         doc = tomllib.loads(source.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -287,6 +304,11 @@ def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec:
     k = analyses.get("pairs_k", 5)
     if k <= 0:
         raise KdfairError(f"{_where(source, 'analyses.pairs_k')}: must be positive, got {k}")
+    device = sweep.get("device", "auto")
+    try:
+        check_device_name(device)
+    except KdfairError as exc:
+        raise KdfairError(f"{_where(source, 'sweep.device')}: {str(exc).removeprefix('--device ')}") from None
     split = analyses.get("split", "test")
     if split == "train":
         raise KdfairError(f"{_where(source, 'analyses.split')}: analyse a held-out split, not train")
@@ -294,7 +316,7 @@ def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec:
     spec = SweepSpec(
         source=source.resolve(), name=sweep.get("name", source.stem), seeds=list(seeds),
         temperatures=temperatures, alpha=float(alpha), t2_scaling=sweep.get("t2_scaling", True),
-        device=sweep.get("device", "auto"), dataset=data["dataset"], data_path=data_path, generate=generate,
+        device=device, dataset=data["dataset"], data_path=data_path, generate=generate,
         roles=roles, split=split, group_attributes=list(group_attributes), pairs=pairs,
         pairs_attribute=analyses.get("pairs_attribute"), pairs_k=k,
         compare_classes=analyses.get("compare_classes", True), distillation=distillation,

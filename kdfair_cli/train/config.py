@@ -123,6 +123,7 @@ class TrainConfig:
                 value = getattr(self, f.name)
                 require(value in choices, f"--{f.name.replace('_', '-')} '{value}': expected {'|'.join(choices)}")
         require(self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
+        require(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
         require(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
         require(self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}")
         require(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")

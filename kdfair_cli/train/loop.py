@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from kdfair_cli.data.batches import Batches, augment_generator, epoch_order
 from kdfair_cli.train.config import TrainConfig, lr_at
 from kdfair_cli.train.distributed import DistEnv, all_sum, any_rank, shard
 from kdfair_cli.train.progress import EpochReporter
+from kdfair_cli.train.signals import stop_on_signals
 
 #: objective(logits, labels, sample_index, inputs) -> scalar loss
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -96,55 +96,60 @@ def evaluate(model: nn.Module, batches: Batches, labels: torch.Tensor, batch_siz
     return loss_sum / n, correct / n
 
 
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[dict]:
-    """Turn SIGTERM/SIGINT into a flag the loop checks between batches."""
-    flag = {"stop": False}
+#: What each input identity in the resume state is, for the refusal message.
+INPUT_NAMES = {"dataset": "dataset (fingerprint)", "teacher_logits": "teacher-logit cache (sha256)",
+               "teacher": "teacher weights (sha256)"}
 
-    def handler(signum, frame):  # noqa: ARG001
-        flag["stop"] = True
 
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread
-            pass
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def input_identity(dataset_fingerprint: str, teacher: dict | None) -> dict[str, str]:
+    """The inputs a resumed run must find unchanged: the dataset, and the teacher's logit cache or
+    weights (from the provenance distill records in model.json)."""
+    ident = {"dataset": dataset_fingerprint}
+    teacher = teacher or {}
+    if teacher.get("cache_sha256"):
+        ident["teacher_logits"] = teacher["cache_sha256"]
+    if teacher.get("weights_sha256"):
+        ident["teacher"] = teacher["weights_sha256"]
+    return ident
 
 
 def _save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                history: list[dict], best: dict | None, run_hash: str) -> None:
+                history: list[dict], best: dict | None, run_hash: str, inputs: dict[str, str]) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epochs_done": epoch,
-             "history": history, "best": best, "run_hash": run_hash}
+             "history": history, "best": best, "run_hash": run_hash, "inputs": inputs}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def _load_state(path: Path, run_hash: str, device: torch.device) -> dict:
+def _load_state(path: Path, run_hash: str, device: torch.device, inputs: dict[str, str]) -> dict:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise KdfairError(f"cannot resume from {path}: {exc}") from exc
-    if state.get("run_hash") != run_hash:
+        raise KdfairError(f"cannot resume from {path}: not a readable training state "
+                          f"({type(exc).__name__}); drop --resume and use --force to start over") from exc
+    if not isinstance(state, dict) or state.get("run_hash") != run_hash:
         raise KdfairError(f"cannot resume from {path}: it was written with other settings "
                           "(use the same options, or drop --resume and use --force)")
+    recorded = state.get("inputs") or {}  # states of kdfair before 0.1.1 record no inputs
+    for key, value in inputs.items():
+        if key in recorded and recorded[key] != value:
+            raise KdfairError(f"cannot resume from {path}: the {INPUT_NAMES.get(key, key)} changed since "
+                              f"the interrupted run ({recorded[key][:12]} -> {value[:12]}); resuming would "
+                              "mix old and new inputs (drop --resume and use --force to start over)")
     return state
 
 
 def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective, device: torch.device,
         state_path: Path, resume: bool = False, name: str = "train", verbose: bool = True,
-        dist: DistEnv | None = None) -> FitResult:
+        dist: DistEnv | None = None, inputs: dict[str, str] | None = None) -> FitResult:
     """Train `model` for cfg.epochs; returns the selected weights and the per-epoch history.
 
     Under DDP (`dist` active, `model` wrapped in DistributedDataParallel) each rank trains on
     its shard of every epoch's order with a local batch of batch_size / world; only rank 0
-    validates and saves the training state.
+    validates and saves the training state. `inputs` (input_identity) is recorded in the state;
+    --resume refuses a state whose inputs differ.
     """
+    inputs = inputs or {}
     dist = dist or DistEnv()
     torch.manual_seed(cfg.seed)
     inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -159,7 +164,7 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
     best: dict | None = None
     start_epoch = 0
     if resume and state_path.exists():
-        state = _load_state(state_path, run_hash, device)
+        state = _load_state(state_path, run_hash, device, inputs)
         inner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, best, start_epoch = list(state["history"]), state["best"], int(state["epochs_done"])
@@ -211,7 +216,7 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
                 best = {"epoch": epoch, "val_acc": record["val_acc"] or 0,
                         "model": copy.deepcopy(inner.state_dict())}
             if dist.main:
-                _save_state(state_path, inner, optimizer, epoch + 1, history, best, run_hash)
+                _save_state(state_path, inner, optimizer, epoch + 1, history, best, run_hash, inputs)
             report.end_epoch(record)
     seconds = time.perf_counter() - t_start
     if cfg.select == "best" and best is not None:

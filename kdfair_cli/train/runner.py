@@ -19,14 +19,14 @@ from kdfair_cli import __version__
 from kdfair_cli.data.base import DatasetInfo, Split
 from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import check_writable
+from kdfair_cli.io.atomic import check_writable, refuse_input_target
 from kdfair_cli.io.modeldir import META, STATE, save_model_dir
 from kdfair_cli.models.registry import build_model, count_parameters
 from kdfair_cli.data.batches import Batches, make_batches
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train import distributed
 from kdfair_cli.train.kd_loss import kd_loss
-from kdfair_cli.train.loop import FitResult, LoopData, Objective, evaluate, fit
+from kdfair_cli.train.loop import FitResult, LoopData, Objective, evaluate, fit, input_identity
 from kdfair_cli.train.teacher import teacher_setup
 
 
@@ -83,7 +83,6 @@ def prepare_output(out: Path, resume: bool, force: bool) -> None:
         raise KdfairError(f"{out} holds an unfinished run; use --resume to continue it or --force to restart")
     if force and not resume:
         (out / STATE).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def hard_label_objective(cfg: TrainConfig) -> Objective:
@@ -175,8 +174,10 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
     if env.active:
         trainee = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    refuse_input_target(out)  # every input is read by now: none may live in the model being written
     result = fit(trainee, data, cfg, objective, device, out / STATE, resume=resume,
-                 name=f"{cfg.role}:{cfg.arch}", verbose=verbose, dist=env)
+                 name=f"{cfg.role}:{cfg.arch}", verbose=verbose, dist=env,
+                 inputs=input_identity(info.fingerprint, provenance))
     if not env.main:
         return None
     model.load_state_dict(result.state_dict)
