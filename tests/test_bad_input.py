@@ -325,7 +325,7 @@ CASES = [
     C("if-missing-pairs", ["individual-fairness", "{preds}", "--pairs", "{tmp}/none.parquet"], "none.parquet"),
     C("dataloss-if-out-is-pairs", ["individual-fairness", "{preds}", "--pairs", "{pairs}", "-o", "{pairs}"],
       "pairs.parquet"),
-    C("if-pairs-is-predictions", ["individual-fairness", "{preds}", "--pairs", "{preds_b}"], "sample_id_a"),
+    C("if-pairs-is-predictions", ["individual-fairness", "{preds}", "--pairs", "{preds_b}"], "not a kdfair.pairs file"),
     # -- sweep
     C("sweep-device-tpu", ["sweep", "run", "{spec_tpu}", "-o", "{tmp}/s"], "tpu", out="{tmp}/s"),
     C("sweep-missing-data", ["sweep", "run", "{spec_nodata}", "-o", "{tmp}/s"], "no-such-data", out="{tmp}/s"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 import traceback
@@ -14,9 +15,9 @@ import typer
 
 from kdfair_cli.console import console
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.jsonable import jsonable
 from kdfair_cli.failures import explain
 from kdfair_cli.io.atomic import guard_inputs
+from kdfair_cli.jsonable import jsonable
 
 try:  # recent typer vendors click as typer._click; its exceptions are not click's classes
     from typer._click import exceptions as click_exceptions
