@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -370,7 +372,6 @@ def paper_section(args: argparse.Namespace, work: Path, data: dict) -> dict[str,
     per_seed: list[float] = []
     spec = work / "paper.toml"
     sweep = work / "paper-sweep"
-    epochs = (1, 1) if args.quick else (30, 6)
     while True:
         left = args.check.left() - 15  # the report
         if per_seed and left < 1.2 * max(per_seed):
@@ -378,9 +379,7 @@ def paper_section(args: argparse.Namespace, work: Path, data: dict) -> dict[str,
         if not per_seed and left < 5:
             break
         seeds = [*seeds_done, len(seeds_done)]
-        spec.write_text(PAPER_SPEC.format(seeds=seeds, device=args.device, data=data["path"], teacher_epochs=epochs[0],
-                                          student_epochs=epochs[1],
-                                          compare="true" if len(seeds) >= 2 else "false"))
+        spec.write_text(paper_spec(seeds, args.device, data["path"], args.quick))
         t0 = time.perf_counter()
         try:
             res = subprocess.run([sys.executable, "-m", "kdfair_cli", "sweep", "run", str(spec), "-o", str(sweep)],
@@ -393,44 +392,32 @@ def paper_section(args: argparse.Namespace, work: Path, data: dict) -> dict[str,
         seeds_done = seeds
     if not seeds_done:
         raise Skip("not even one seed fitted in the time left")
+    recipe = tomllib.loads(spec.read_text())
     kdfair("report", sweep)
     table = pd.read_csv(sweep / "report" / "table.csv")
     keep = [c for c in table.columns if c in ("model", "temperature", "seeds", "accuracy_mean", "accuracy_std",
                                                "eod_color_mean", "n_sc_mean", "n_tc_mean")]
     return {"seeds": seeds_done, "seconds_per_seed": [round(s, 1) for s in per_seed],
-            "epochs": {"teacher": epochs[0], "students": epochs[1]}, "image_size": args.size,
+            "epochs": {"teacher": recipe["train"]["epochs"], "students": recipe["nds"]["epochs"]},
+            "image_size": args.size,
             "table_md": (sweep / "report" / "table.md").read_text(),
             "table": table[keep].to_dict(orient="records")}
 
 
-PAPER_SPEC = """
-[sweep]
-name = "gpu-check-paper"
-seeds = {seeds}
-temperatures = [1, 5, 10]
-alpha = 0.8
-distillation = "offline"
-device = "{device}"
-[data]
-dataset = "trifeature"
-path = "{data}"
-[train]
-epochs = {teacher_epochs}
-batch_size = 128
-optimizer = "sgd"
-lr = 0.05
-schedule = "cosine"
-[teacher]
-arch = "resnet20"
-[nds]
-arch = "lenet5"
-epochs = {student_epochs}
-[analyses]
-group_attributes = ["color", "texture"]
-pairs = "twins"
-pairs_attribute = "color"
-compare_classes = {compare}
-"""
+def paper_spec(seeds: list[int], device: str, data: str, quick: bool) -> str:
+    """The shipped study spec (examples/trifeature.toml) on `data`, at T = 1, 5, 10 and `seeds`."""
+    from kdfair_cli.sweep.spec import EXAMPLE_SPEC
+
+    edits = {"seeds": str(seeds), "temperatures": "[1, 5, 10]", "device": f'"{device}"', "path": json.dumps(data),
+             "compare_classes": "true" if len(seeds) >= 2 else "false"}
+    text = re.sub(r"^\[data\.generate\]\n(?:(?!\[).*\n)*", "", EXAMPLE_SPEC, flags=re.M)  # the data exists
+    for key, value in edits.items():
+        text = re.sub(rf"^{key} = [^#\n]*", f"{key} = {value}  ", text, flags=re.M)
+    if quick:
+        text = re.sub(r"^epochs = \d+", "epochs = 1", text, flags=re.M)
+    return text
+
+
 
 
 # ------------------------------------------------------------------------------------------ main
