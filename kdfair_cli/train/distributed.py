@@ -37,8 +37,8 @@ class DistEnv:
 
     @property
     def active(self) -> bool:
-        """A process group is in use (torchrun), even with one process."""
-        return self.backend is not None
+        """Several processes, or a process group of one (torchrun --nproc_per_node 1)."""
+        return self.world > 1 or self.backend is not None
 
     @property
     def main(self) -> bool:
