@@ -300,7 +300,7 @@ def bare_section(args: argparse.Namespace, data: dict, teacher: dict) -> dict[st
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            float(loss)  # synchronises
+            float(loss.detach())  # synchronises
             epoch_seconds.append(time.perf_counter() - t0)
     steady = epoch_seconds[1:] or epoch_seconds
     bare_rate = n * len(steady) / sum(steady)
