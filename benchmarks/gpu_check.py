@@ -395,7 +395,7 @@ def paper_section(args: argparse.Namespace, work: Path, data: dict) -> dict[str,
     recipe = tomllib.loads(spec.read_text())
     kdfair("report", sweep)
     table = pd.read_csv(sweep / "report" / "table.csv")
-    keep = [c for c in table.columns if c in ("model", "temperature", "seeds", "accuracy_mean", "accuracy_std",
+    keep = [c for c in table.columns if c in ("model", "temperature", "n_seeds", "accuracy_mean", "accuracy_std",
                                                "eod_color_mean", "n_sc_mean", "n_tc_mean")]
     return {"seeds": seeds_done, "seconds_per_seed": [round(s, 1) for s in per_seed],
             "epochs": {"teacher": recipe["train"]["epochs"], "students": recipe["nds"]["epochs"]},
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(r['seeds'])} seed(s) at {r['image_size']} px, ~{sum(r['seconds_per_seed']) / len(r['seeds']):.0f}s "
             f"per seed; DS acc by T: " + ", ".join(
                 f"T={row['temperature']:g} {row['accuracy_mean']:.1f}" for row in r["table"]
-                if row.get("model") == "DS" and "accuracy_mean" in row)))
+                if row.get("model") == "ds" and "accuracy_mean" in row)))
     except Skip as exc:
         check.rows.append(("rest", "skipped", str(exc)))
     finally:
