@@ -26,9 +26,9 @@ from tests.vision_fakes import make_cifar10
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def torchrun(*args: str) -> subprocess.CompletedProcess:
+def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "kdfair_cli", *args]
     for attempt in range(2):  # a rendezvous port taken by another job on a shared machine: retry once
         res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
@@ -71,3 +71,21 @@ def test_ddp_two_processes_equal_one(tmp_path) -> None:
     p, q = read_predictions(tmp_path / "ddp.parquet"), read_predictions(tmp_path / "one.parquet")
     assert np.array_equal(p.sample_id, q.sample_id) and np.array_equal(p.label, q.label)
     np.testing.assert_allclose(p.logits, q.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_one_process_under_torchrun_runs_the_ddp_path(tmp_path) -> None:
+    """torchrun --nproc_per_node 1 starts a process group of one (what gpu_check compares with nccl)."""
+    import json
+
+    data = make_cifar10(tmp_path / "c10")
+    common = ["--dataset", "cifar10", "--data", str(data), "--arch", "lenet5", "--epochs", "1", "--batch-size", "12",
+              "--device", "cpu", "-q", "--lr", "0.05"]
+    torchrun("train-teacher", *common, "-o", str(tmp_path / "ddp"), nproc=1)
+    res = CliRunner().invoke(app, ["train-teacher", *common, "-o", str(tmp_path / "one")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "ddp" / "model.json").read_text())["distributed"] == {"world_size": 1,
+                                                                                        "backend": "gloo"}
+    a = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    b = load_file(str(tmp_path / "one" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)

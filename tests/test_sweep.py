@@ -143,6 +143,7 @@ def test_sbatch_scripts_are_valid_bash_and_use_the_array_index(tmp_path) -> None
         assert f"#SBATCH --array={lo}-{hi}\n" in text
         assert '--index "$SLURM_ARRAY_TASK_ID"' in text and "#SBATCH --requeue" in text
         assert "#SBATCH --signal=B:USR1@" in text and "scontrol requeue" in text
+        assert "#SBATCH --open-mode=append\n" in text
     submit = scripts[-1].read_text()
     assert submit.count("--dependency=afterok:$prev") == 4
 

@@ -1,8 +1,8 @@
 """The model directory (docs/design.md): model.safetensors + model.json + history.parquet.
 
 Weights are safetensors only (never pickle). model.json carries everything needed to rebuild
-the model and to trace it (arch, classes, normalisation, dataset, role, hyperparameters, the
-weights' sha256); it is written last, so its presence marks a finished model.
+the model and to trace it (arch and its build options, classes, normalisation, dataset, role,
+hyperparameters, the weights' sha256); it is written last, so its presence marks a finished model.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def load_model(model_dir: str | Path, device: Any = "cpu", verify: bool = True):
         from kdfair_cli.models.text import load_text_model
 
         return load_text_model(model_dir, meta).to(device).eval(), meta
-    model = build_model(meta["arch"], int(meta["num_classes"]), tuple(meta["input_shape"]))
+    model = build_model(meta["arch"], int(meta["num_classes"]), tuple(meta["input_shape"]), meta.get("arch_options"))
     try:
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as exc:

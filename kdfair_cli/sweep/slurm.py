@@ -5,6 +5,8 @@ reads SLURM_ARRAY_TASK_ID and runs that one cell (global cell index = array inde
 training job asks for --requeue and a signal some minutes before its time limit; the script
 forwards it as SIGTERM to kdfair, which saves the training state, and then requeues the task,
 which resumes the cell. A preempted task (SIGTERM from SLURM) saves and is requeued alike.
+Logs are opened in append mode, so a requeued task's log keeps every attempt.
+Tested on a real single-node cluster (.ci/slurm-up, tests/test_slurm_integration.py).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def _header(name: str, opts: SlurmOptions, log_dir: Path, *, array: str | None, 
         lines.append(f"#SBATCH --output={log_dir}/%x-%A_%a.out")
     else:
         lines.append(f"#SBATCH --output={log_dir}/%x-%j.out")
+    lines.append("#SBATCH --open-mode=append")  # a requeued attempt adds to its log, never truncates it
     lines += [f"#SBATCH --time={time}", f"#SBATCH --cpus-per-task={opts.cpus}", f"#SBATCH --mem={opts.mem}"]
     if gpus:
         lines.append(f"#SBATCH --gres=gpu:{gpus}")
@@ -60,6 +63,8 @@ SWEEP_DIR={sweep_dir}
 
 # Near the time limit SLURM sends USR1 to this script: forward SIGTERM to kdfair (it saves the
 # training state of the cell), wait for it, then requeue this task; the requeued task resumes.
+echo "kdfair: attempt $(( ${{SLURM_RESTART_COUNT:-0}} + 1 )) of job ${{SLURM_JOB_ID:-none}} on $(hostname), $(date -Is)"
+
 requeue() {{
     echo "kdfair: time limit near; saving state and requeueing"
     kill -TERM "$child" 2>/dev/null

@@ -283,11 +283,12 @@ def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec:
         settings = {**common, **(per_role["nds"] if role == "ds" else {}), **per_role[role]}
         if "arch" not in settings:
             raise KdfairError(f"{_where(source, f'{role}.arch')}: missing; name the {role} architecture")
-        from kdfair_cli.models.registry import ARCHS
+        from kdfair_cli.models.registry import check_arch
 
-        if settings["arch"] not in ARCHS:
-            raise KdfairError(f"{_where(source, f'{role}.arch')}: unknown architecture '{settings['arch']}'; "
-                              f"expected one of: {', '.join(sorted(ARCHS))}")
+        try:
+            check_arch(settings["arch"])
+        except KdfairError as exc:
+            raise KdfairError(f"{_where(source, f'{role}.arch')}: {exc}") from None
         roles[role] = settings
 
     # --- analyses

@@ -93,9 +93,10 @@ class TrainConfig:
     teacher_logits: str | None = setting("Cached teacher logits of the train split (offline).",
                                          default=None, roles=_DS)
     pretrained: str | None = setting(
-        "Start from local weights: image archs a weight file (torch state dict or .safetensors; a "
-        "classifier head of another shape is dropped); text archs a transformers model directory "
-        "(never the hub; --arch hf, bert or distilbert).", default=None, panel="Model", cli_type=Path)
+        "Start from local weights: image archs a weight file (torch state dict or .safetensors) or a "
+        "timm/HF model directory (model.safetensors + config.json; a classifier head of another shape "
+        "is dropped); text archs a transformers model directory (never the hub; --arch hf, bert or "
+        "distilbert).", default=None, panel="Model", cli_type=Path)
     tokenizer: str | None = setting(
         "Text: a local tokenizer directory (e.g. the teacher's model dir); default: the --pretrained "
         "one, else a WordPiece tokenizer trained on the train split.", default=None, panel="Text",
@@ -103,7 +104,8 @@ class TrainConfig:
     max_length: int = setting("Text: tokens per post (truncate/pad).", default=128, panel="Text")
     model_config: str | None = setting(
         "Text: config overrides for --arch bert/distilbert, e.g. 'hidden=256,layers=4,heads=4,ffn=1024' "
-        "(or raw config keys).", default=None, panel="Text")
+        "(or raw config keys); timm: create_model arguments as JSON or key=value.", default=None,
+        panel="Model")
     vocab_size: int = setting("Text: vocabulary of the WordPiece tokenizer trained when neither "
                               "--tokenizer nor --pretrained is given.", default=8000, panel="Text")
     dataset_options: dict[str, Any] = setting(

@@ -1,7 +1,10 @@
 """Multi-process training and prediction under torchrun (DistributedDataParallel).
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them everything runs in one process.
-Backend: nccl when the processes use CUDA (each on cuda:LOCAL_RANK), gloo on CPU.
+Backend: nccl when the processes use CUDA (each on cuda:LOCAL_RANK), gloo on CPU. A single
+process started by torchrun (`--nproc_per_node 1`, TORCHELASTIC_RUN_ID set) runs the DDP path
+too, with a process group of one, as torchrun users expect (benchmarks/gpu_check.py compares it
+with a plain run).
 
 Sharding: each epoch's order is a pure function of (seed, epoch), so every rank computes the
 same order; it is padded (wrapping around) to a multiple of the world size and rank r takes
@@ -13,6 +16,7 @@ BatchNorm (BatchNorm statistics are per rank, as usual with DDP). Only rank 0 wr
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +37,8 @@ class DistEnv:
 
     @property
     def active(self) -> bool:
-        return self.world > 1
+        """Several processes, or a process group of one (torchrun --nproc_per_node 1)."""
+        return self.world > 1 or self.backend is not None
 
     @property
     def main(self) -> bool:
@@ -46,7 +51,7 @@ class DistEnv:
 def setup(device_spec: str) -> tuple[DistEnv, torch.device]:
     """The process's rank/world and device; starts the process group under torchrun."""
     world = env_int("WORLD_SIZE", 1)
-    if world <= 1:
+    if world <= 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
         return DistEnv(), resolve_device(device_spec)
     rank, local = env_int("RANK", 0), env_int("LOCAL_RANK", 0)
     spec = device_spec.strip().lower()

@@ -6,6 +6,7 @@ in the objective handed to the shared loop.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 from pathlib import Path
@@ -21,7 +22,8 @@ from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import check_writable, refuse_input_target
 from kdfair_cli.io.modeldir import META, STATE, save_model_dir
-from kdfair_cli.models.registry import build_model, count_parameters
+from kdfair_cli.models.registry import arch_options, build_model, count_parameters, model_normalization
+from kdfair_cli.models.timm_models import apply_pretrained_config, data_config, describe, is_timm_arch
 from kdfair_cli.data.batches import Batches, make_batches
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train import distributed
@@ -66,7 +68,8 @@ def _build(cfg: TrainConfig, info: DatasetInfo, train: Split) -> tuple[torch.nn.
             f"a text arch ({', '.join(TEXT_ARCHS)})"
         raise KdfairError(f"arch '{cfg.arch}' does not fit dataset {info.name} ({info.modality}); expected {want}")
     if not text_data:
-        return build_model(cfg.arch, info.num_classes, info.input_shape), None
+        options = arch_options(cfg.arch, cfg.model_config, cfg.pretrained)
+        return build_model(cfg.arch, info.num_classes, info.input_shape, options), None
     from kdfair_cli.models.text import build_text_model
 
     return build_text_model(cfg.arch, info.num_classes, info.class_names, train.extra["text"],
@@ -99,8 +102,21 @@ def kd_objective(teacher_fn, cfg: TrainConfig) -> Objective:
     return objective
 
 
+#: Datasets that decode and resize every image on the fly: a timm model's input size is their
+#: default image_size (in-memory sets keep their stored size; their memory grows with it).
+_STREAMED = ("imagefolder",)
+
+
 def open_for_training(cfg: TrainConfig) -> Any:
-    """The dataset opened with cfg's --dataset-option values and loading settings."""
+    """The dataset opened with cfg's --dataset-option values and loading settings.
+
+    For timm models on a streamed set without an image_size option, the model's pretrained
+    config gives it (recorded in cfg.dataset_options, hence in model.json for predict).
+    """
+    if is_timm_arch(cfg.arch) and cfg.dataset in _STREAMED and "image_size" not in cfg.dataset_options:
+        size = data_config(cfg.arch, cfg.pretrained).get("input_size")
+        if size:
+            cfg.dataset_options["image_size"] = int(size[-1])
     dataset = open_dataset(cfg.dataset, cfg.data, **cfg.dataset_options)
     configure = getattr(dataset, "configure_loading", None)
     if configure is not None:
@@ -112,15 +128,19 @@ def prepare_model(cfg: TrainConfig, info: DatasetInfo, train: Split,
                   device: torch.device) -> tuple[torch.nn.Module, dict | None, dict | None]:
     """Build (seeded), load --pretrained, move to the device, channels_last and compile if asked.
 
+    A timm model loaded from a model directory takes that directory's pretrained config.
+
     Returns (model, what --pretrained loaded for image archs, the text facts for text archs).
     """
     torch.manual_seed(cfg.seed)
     model, text_meta = _build(cfg, info, train)
     pretrained = None
     if cfg.pretrained and text_meta is None:  # text models load --pretrained in _build
-        from kdfair_cli.models.torchvision_models import load_pretrained
+        from kdfair_cli.models.weights import load_pretrained
 
         pretrained = load_pretrained(model, cfg.pretrained)
+        if is_timm_arch(cfg.arch):
+            apply_pretrained_config(model, cfg.arch, cfg.pretrained)
         if dropped := pretrained["dropped"]:
             print(f"kdfair: --pretrained: dropped {len(dropped)} tensor(s) whose shape differs "
                   f"(classifier head re-initialised): {', '.join(dropped)}", file=sys.stderr)
@@ -161,6 +181,8 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
     info = dataset.info
     train, val, val_source = split_train_val(info, dataset, cfg)
     model, pretrained, text_meta = prepare_model(cfg, info, train, device)
+    if text_meta is None and (norm := model_normalization(model, info.input_shape[0])) is not None:
+        info = dataclasses.replace(info, mean=norm[0], std=norm[1])  # what the model was made for
     provenance: dict[str, Any] = {}
     if cfg.role == "ds":
         teacher_fn, provenance = teacher_setup(cfg, info, train, device)
@@ -185,6 +207,10 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
     meta = _model_meta(cfg, info, model, result, device, val_source, val_loss, val_acc, provenance)
     meta["dataset"]["open_options"] = dict(cfg.dataset_options)
     meta["pretrained"] = pretrained
+    if text_meta is None:
+        meta["arch_options"] = arch_options(cfg.arch, cfg.model_config, cfg.pretrained)
+    if is_timm_arch(cfg.arch):
+        meta["timm"] = describe(model)
     meta["distributed"] = env.to_json()
     write_weights = None
     if text_meta is not None:  # save_pretrained output + tokenizer + model.json
