@@ -105,7 +105,7 @@ class TrainConfig:
     model_config: str | None = setting(
         "Text: config overrides for --arch bert/distilbert, e.g. 'hidden=256,layers=4,heads=4,ffn=1024' "
         "(or raw config keys); timm: create_model arguments as JSON or key=value.", default=None,
-        panel="Model")
+        panel="Text")
     vocab_size: int = setting("Text: vocabulary of the WordPiece tokenizer trained when neither "
                               "--tokenizer nor --pretrained is given.", default=8000, panel="Text")
     dataset_options: dict[str, Any] = setting(
