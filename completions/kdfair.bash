@@ -4,7 +4,7 @@
 #   data trifeature: --image-size --json --out --seed --spurious --test-per-combination --train-per-combination --twin-group-size --val-per-combination -o
 #   demo: --device --out --quick -o
 #   distill: --alpha --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --no-t2-scaling --optimizer --out --pretrained --quiet --resume --schedule --seed --select --t2-scaling --teacher --teacher-logits --temperature --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -T -o -q
-#   group-fairness: --attr-prefix --attribute --bootstrap --confidence --eod-agg --id-col --json --label-col --out --per-class --positive-class --pred-col --seed -o
+#   group-fairness: --attr-prefix --attribute --bootstrap --confidence --eod-agg --id-col --json --label-col --null --null-permutation --out --per-class --positive-class --pred-col --seed --versus -o
 #   individual-fairness: --id-col --json --label-col --logits-col --model-output --out --output-distance --pairs --pred-col --temperature -o
 #   pairs: --attribute --data --dataset --distance --features --json --k --max-features --out --source --split -k -o
 #   predict: --amp --batch-size --data --dataset --dataset-option --device --no-amp --out --split --workers -O -o
