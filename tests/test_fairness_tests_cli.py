@@ -159,3 +159,58 @@ def test_bad_input_is_one_line(files, args, message):
     err = error_line(result)
     assert result.exit_code == 2 and message in err, err
     assert err.startswith("kdfair: error: ") and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def pairs(files, tmp_path_factory) -> Path:
+    from kdfair_cli.io.pairs_file import write_pairs
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, N, 300)
+    b = (a + 1 + rng.integers(0, N - 1, 300)) % N
+    path = tmp_path_factory.mktemp("pairs") / "pairs.parquet"
+    dist = rng.random(300) + 0.1
+    dist[:4] = 0.0  # excluded pairs must stay aligned between the two models
+    write_pairs(path, a, b, dist, {"split": "test", "source": "knn"})
+    return path
+
+
+def _pair_ratios(pred_path: Path, pairs_path: Path) -> np.ndarray:
+    from kdfair_cli.metrics.individual import softmax
+
+    p = api.read_predictions(str(pred_path))
+    ps = api.read_pair_set(str(pairs_path))
+    f = softmax(p.logits)
+    ok = ps.distance > 0
+    a, b = ps.sample_id_a[ok], ps.sample_id_b[ok]  # sample id == row in these files
+    return np.abs(f[a] - f[b]).sum(axis=1) / 2 / ps.distance[ok]
+
+
+def test_individual_interval_and_versus_match_direct_calls(files, pairs):
+    from kdfair_cli.metrics.paired import mean_interval, paired_individual
+
+    doc = _json("individual-fairness", files["a0"], "--pairs", pairs, "--versus", files["b0"],
+                "--bootstrap", 200, "--permutations", 300, "--seed", 7)
+    assert doc == api.individual_fairness(str(files["a0"]), str(pairs), versus=str(files["b0"]),
+                                          n_boot=200, n_perm=300, seed=7).to_dict()
+    ra, rb = _pair_ratios(files["a0"], pairs), _pair_ratios(files["b0"], pairs)
+    iv = mean_interval(ra, n_boot=200, seed=7)
+    assert doc["score"] == pytest.approx(ra.mean())
+    assert [doc["files"][0]["ci_low"], doc["files"][0]["ci_high"]] == pytest.approx(list(iv.ci))
+    assert doc["score_ci"] == pytest.approx(list(iv.ci))
+    ref = paired_individual(ra, rb, n_perm=300, n_boot=200, seed=7)
+    assert doc["delta_score"] == pytest.approx(ra.mean() - rb.mean())
+    assert doc["delta_score_p"] == pytest.approx(ref.p)
+    assert doc["delta_score_ci"] == pytest.approx(list(ref.ci))
+    assert doc["delta_test"] == "paired"
+
+
+def test_individual_bootstrap_off_and_bad_input(files, pairs):
+    doc = _json("individual-fairness", files["a0"], "--pairs", pairs, "--bootstrap", 0)
+    assert "score_ci" not in doc and "ci_low" not in doc["files"][0]
+    for args, message in ((["--bootstrap", "-1"], "--bootstrap must be >= 0"),
+                          (["--versus", files["val"]], "split 'val'"),
+                          (["--versus", files["other_ids"]], "are not sample ids of")):
+        result = run("individual-fairness", files["a0"], "--pairs", pairs, *args)
+        err = error_line(result)
+        assert result.exit_code == 2 and message in err and err.count("\n") == 1, err
