@@ -22,6 +22,7 @@ from kdfair_cli.metrics.paired import paired_group
 
 #: The null's permutation as the CLI names it -> metrics.null's `stratify`.
 NULL_PERMUTATIONS = {"within-label": "label", "unconditional": "none"}
+_PERMUTATION_NAMES = {v: k for k, v in NULL_PERMUTATIONS.items()}
 #: A value whose one-sided p is above this is reported as within its noise floor.
 FLOOR_ALPHA = 0.05
 #: The metrics that get a noise floor and a paired comparison.
@@ -82,6 +83,11 @@ class AttributeFairness:
         reps = {k: np.mean(np.stack([rep[k] for rep in self.boot]), axis=0) for k in SUMMARY_KEYS}
         return {"confidence": self.confidence, "n_boot": self.n_boot, "seed": self.seed,
                 **{k: percentile_ci(reps[k], self.confidence) for k in SUMMARY_KEYS}}
+
+    @property
+    def null_permutation(self) -> str | None:
+        """How the null was drawn, as --null-permutation names it (None without a null)."""
+        return None if self.null is None else _PERMUTATION_NAMES[self.null[0].stratify]
 
     def floor(self, key: str) -> NullTest | None:
         """The reported value (mean over files) against its null: the mean of the files' draws.
@@ -152,7 +158,7 @@ class AttributeFairness:
             for key in TESTED:
                 out.update(self._floor_keys(self.floor(key), key))
             out["null_draws"] = self.null[0].dpd.size
-            out["null_permutation"] = {v: k for k, v in NULL_PERMUTATIONS.items()}[self.null[0].stratify]
+            out["null_permutation"] = self.null_permutation
             out["null_seed"] = self.seed
             for i, f in enumerate(files):
                 for key in TESTED:
@@ -162,9 +168,8 @@ class AttributeFairness:
                 for j, entry in enumerate(out["per_class"]):
                     entry.update(self._floor_keys(test, key, j))
         if self.versus is not None:
-            first_cmp = self.versus["dpd"]
             out["versus"] = self.versus_paths
-            out["delta_test"] = first_cmp.test
+            out["delta_test"] = self.versus["dpd"].test
             for key in TESTED:
                 out.update(self.versus[key].keys(key))
         return jsonable(out)

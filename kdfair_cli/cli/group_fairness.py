@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from kdfair_cli import api
-from kdfair_cli.api.group import NULL_PERMUTATIONS, TESTED, AttributeFairness
+from kdfair_cli.api.group import TESTED, AttributeFairness
 from kdfair_cli.cli.common import console, print_json
 from kdfair_cli.cli.metric_options import (AttrPrefix, IdCol, JsonFlag, LabelCol, OutPath, PredCol,
                                            fmt, reflow, write_records)
@@ -80,7 +80,7 @@ def _show(attr: AttributeFairness, per_class: bool) -> None:
             t = attr.floor(key)
             parts.append(f"{key.upper()} {fmt(t.null_mean, pct=True)}% (q95 {fmt(t.null_q95, pct=True)}%, "
                          f"p = {t.p:.3f})")
-        console.print(f"  noise floor ({attr.null[0].dpd.size} {_permutation(attr)} permutations): "
+        console.print(f"  noise floor ({attr.null[0].dpd.size} {attr.null_permutation} permutations): "
                       + ", ".join(parts), highlight=False)
     if attr.versus is not None:
         parts = []
@@ -93,10 +93,6 @@ def _show(attr: AttributeFairness, per_class: bool) -> None:
                else f"Welch's t-test over {c.n_a} vs {c.n_b} files")
         console.print(f"  A - B (B = {', '.join(attr.versus_paths)}): " + ", ".join(parts) + f" ({how})",
                       highlight=False)
-
-
-def _permutation(attr: AttributeFairness) -> str:
-    return {v: k for k, v in NULL_PERMUTATIONS.items()}[attr.null[0].stratify]
 
 
 def command(
