@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from kdfair_cli.sweep.report import FLOOR_MARK, conclusions, deltas, summarise, to_markdown, metric_columns
+from kdfair_cli.sweep.report import FLOOR_MARK, conclusions, deltas, metric_columns, summarise, to_markdown
 
 
 def _results() -> pd.DataFrame:
@@ -50,7 +49,7 @@ def test_table_marks_values_within_their_floor_and_findings_name_the_significant
     assert FLOOR_MARK not in lines["DS5"]  # 21.5 > 15.0
     assert "null" not in md.splitlines()[0]  # floors are marks, not columns
     said = conclusions(table, deltas(res, ["color"]))
-    assert said[0].startswith(f"1 of 3 EOD/DPD values")
+    assert said[0].startswith("1 of 3 EOD/DPD values")
     assert any(s.startswith("Significant: DS at T = 2 has lower EOD color than NDS") for s in said)
     assert not any("T = 5 has" in s for s in said)
     assert "DS - NDS difference(s) are significant" in said[-1]
@@ -62,3 +61,11 @@ def test_one_seed_gives_no_test() -> None:
     d = deltas(res, ["color"])
     assert d["p"].isna().all()
     assert conclusions(summarise(res), d)[-1] == "DS vs NDS: fewer than 2 seeds a side, so no test across seeds."
+
+
+def test_results_of_an_old_sweep_without_floors_get_no_marks() -> None:
+    res = _results().drop(columns=["eod_color_null_mean", "eod_color_null_q95", "eod_color_p"])
+    table = summarise(res)
+    assert FLOOR_MARK not in to_markdown(table, metric_columns(res))
+    said = conclusions(table, deltas(res, ["color"]))
+    assert not any("noise floor" in s for s in said) and said[0].startswith("Significant: DS at T = 2")
