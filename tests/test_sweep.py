@@ -215,9 +215,13 @@ def test_second_run_does_nothing_deleted_output_reruns_only_that_cell(blobs, tmp
     assert results[cols].notna().all().all()
     ds = results[results["model"] == "ds"]
     assert ds[["n_tc", "n_sc"]].notna().all().all()
+    floors = ["eod_color_null_mean", "eod_color_null_q95", "eod_color_p", "dpd_color_p",
+              "individual_fairness_ci_low", "individual_fairness_ci_high"]
+    assert results[floors].notna().all().all() and (results["eod_color_p"] <= 1).all()
     md = (sw / "report" / "table.md").read_text()
     assert "| Teacher | - | 2 |" in md and "| DS | 2 | 2 |" in md and "±" in md
-    for name in ("group-fairness.png", "class-bias.png", "individual-fairness.png", "table.csv"):
+    assert "## DS - NDS per temperature" in md and "Welch" in md
+    for name in ("group-fairness.png", "class-bias.png", "individual-fairness.png", "table.csv", "deltas.csv"):
         assert (sw / "report" / name).stat().st_size > 0
 
 

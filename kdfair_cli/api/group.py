@@ -8,14 +8,25 @@ from typing import Any
 
 import numpy as np
 
+from kdfair_cli.api._compare import PAIRED, SideComparison, compare, pairing
 from kdfair_cli.api._stats import mean_std
 from kdfair_cli.api.predictions import PredictionsLike, read_many
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.align import check_same_source, source_of
+from kdfair_cli.io.align import check_same_source, same_samples, source_of
 from kdfair_cli.io.predictions import Predictions
 from kdfair_cli.jsonable import jsonable
 from kdfair_cli.metrics.group import GroupFairness, bootstrap, encode_groups, percentile_ci
 from kdfair_cli.metrics.group import group_fairness as _group_fairness
+from kdfair_cli.metrics.null import NullDraws, NullTest, null_draws, null_test
+from kdfair_cli.metrics.paired import paired_group
+
+#: The null's permutation as the CLI names it -> metrics.null's `stratify`.
+NULL_PERMUTATIONS = {"within-label": "label", "unconditional": "none"}
+_PERMUTATION_NAMES = {v: k for k, v in NULL_PERMUTATIONS.items()}
+#: A value whose one-sided p is above this is reported as within its noise floor.
+FLOOR_ALPHA = 0.05
+#: The metrics that get a noise floor and a paired comparison.
+TESTED = ("dpd", "eod")
 
 #: The headline values, each reported as the mean (and std) over files.
 SUMMARY_KEYS = ("dpd", "eod", "tpr_diff", "fpr_diff")
@@ -50,6 +61,9 @@ class AttributeFairness:
     confidence: float = 0.95
     n_boot: int = 0
     seed: int = 0
+    null: list[NullDraws] | None = None  # per file (file i drawn with seed + i)
+    versus_paths: list[str] | None = None
+    versus: dict[str, SideComparison] | None = None  # "dpd", "eod": A (paths) minus B (versus_paths)
     summary: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +83,53 @@ class AttributeFairness:
         reps = {k: np.mean(np.stack([rep[k] for rep in self.boot]), axis=0) for k in SUMMARY_KEYS}
         return {"confidence": self.confidence, "n_boot": self.n_boot, "seed": self.seed,
                 **{k: percentile_ci(reps[k], self.confidence) for k in SUMMARY_KEYS}}
+
+    @property
+    def null_permutation(self) -> str | None:
+        """How the null was drawn, as --null-permutation names it (None without a null)."""
+        return None if self.null is None else _PERMUTATION_NAMES[self.null[0].stratify]
+
+    def floor(self, key: str) -> NullTest | None:
+        """The reported value (mean over files) against its null: the mean of the files' draws.
+
+        File i's draws come from its own seed, so the mean of one draw per file is a draw of the
+        mean over files under the null for every file at once.
+        """
+        if self.null is None:
+            return None
+        draws = np.mean(np.stack([getattr(d, key) for d in self.null]), axis=0)
+        return null_test(self.summary[key], draws)
+
+    def file_floor(self, i: int, key: str) -> NullTest | None:
+        """File i's value against its own null draws."""
+        if self.null is None:
+            return None
+        return null_test(getattr(self.results[i], key), getattr(self.null[i], key))
+
+    def class_floor(self, key: str) -> NullTest | None:
+        """Per-class values of the first file against their null draws (arrays over `classes`)."""
+        if self.null is None:
+            return None
+        first = self.results[0]
+        return null_test(getattr(first, key + "_per_class")[first.classes],
+                         getattr(self.null[0], key + "_per_class")[:, first.classes])
+
+    def within_floor(self) -> list[str]:
+        """One line per value (DPD, EOD of the mean over files) that is not above its floor."""
+        lines = []
+        for key in TESTED:
+            t = self.floor(key)
+            if t is not None and not np.isnan(t.p) and t.p > FLOOR_ALPHA:
+                lines.append(f"{key.upper()} {100 * t.observed:.1f}% is within the noise floor (null "
+                             f"mean {100 * t.null_mean:.1f}%, p = {t.p:.2f}): no evidence of disparity")
+        return lines
+
+    def _floor_keys(self, test: NullTest | None, key: str, i: int | None = None) -> dict[str, Any]:
+        if test is None:
+            return {}
+        pick = (lambda v: v) if i is None else (lambda v: v[i])  # noqa: E731
+        return {f"{key}_null_mean": pick(test.null_mean), f"{key}_null_q95": pick(test.null_q95),
+                f"{key}_p": pick(test.p)}
 
     def to_dict(self) -> dict[str, Any]:
         first = self.results[0]
@@ -93,6 +154,24 @@ class AttributeFairness:
             out["ci"] = self.ci()
             for f, rep in zip(files, self.boot):
                 f["ci"] = {k: percentile_ci(rep[k], self.confidence) for k in SUMMARY_KEYS}
+        if self.null is not None:
+            for key in TESTED:
+                out.update(self._floor_keys(self.floor(key), key))
+            out["null_draws"] = self.null[0].dpd.size
+            out["null_permutation"] = self.null_permutation
+            out["null_seed"] = self.seed
+            for i, f in enumerate(files):
+                for key in TESTED:
+                    f.update(self._floor_keys(self.file_floor(i, key), key))
+            for key in TESTED:
+                test = self.class_floor(key)
+                for j, entry in enumerate(out["per_class"]):
+                    entry.update(self._floor_keys(test, key, j))
+        if self.versus is not None:
+            out["versus"] = self.versus_paths
+            out["delta_test"] = self.versus["dpd"].test
+            for key in TESTED:
+                out.update(self.versus[key].keys(key))
         return jsonable(out)
 
     def rows(self) -> dict[str, np.ndarray]:
@@ -145,52 +224,120 @@ def _attribute_names(files: list[Predictions], wanted: Sequence[str] | None, pre
     return names
 
 
-def _evaluate(p: Predictions, name: str, positive_class: int, eod_agg: str, n_boot: int,
-              seed: int) -> tuple[GroupFairness, dict[str, np.ndarray] | None]:
+def _codes(p: Predictions, name: str) -> tuple[np.ndarray, list[str]]:
     try:
-        codes, groups = encode_groups(p.attrs[name], p.attribute_values(name))
+        return encode_groups(p.attrs[name], p.attribute_values(name))
     except ValueError as exc:
         raise KdfairError(f"{p.path}: attribute '{name}': {exc}") from None
+
+
+def _evaluate(p: Predictions, name: str, positive_class: int, eod_agg: str, n_boot: int,
+              seed: int) -> tuple[GroupFairness, dict[str, np.ndarray] | None]:
+    codes, groups = _codes(p, name)
     res = _group_fairness(p.label, p.pred, codes, groups, p.num_classes,
                           positive_class=positive_class, eod_agg=eod_agg)
     reps = None
     if n_boot:
         reps = bootstrap(p.label, p.pred, codes, len(groups), p.num_classes, res.classes,
-                         n_boot=n_boot, seed=seed, eod_agg=eod_agg)
+                         n_boot=n_boot, seed=seed, eod_agg=eod_agg, cells=res.cells)
     return res, reps
+
+
+def _aligned(runs: list[Predictions], others: list[Predictions]) -> list[Predictions]:
+    """The --versus files, each reordered to the rows of the first file of A; same samples only."""
+    ref = runs[0]
+    out = []
+    for o in others:
+        check_same_source(ref.path, source_of(ref.meta, ref.num_classes), o.path,
+                          source_of(o.meta, o.num_classes), " (--versus needs the same samples)")
+        rows = same_samples(ref.sample_id, o.sample_id, ref=ref.path, other=o.path)
+        if not np.array_equal(o.label[rows], ref.label):
+            raise KdfairError(f"{o.path}: column label differs from {ref.path} on the same sample ids; "
+                              "--versus needs predictions of the same samples")
+        out.append(o)
+    for p in runs[1:]:
+        same_samples(ref.sample_id, p.sample_id, ref=ref.path, other=p.path)
+    return out
+
+
+def _versus(name: str, runs: list[Predictions], others: list[Predictions], a_res: list[GroupFairness],
+            positive_class: int, eod_agg: str, n_perm: int, n_boot: int, confidence: float,
+            seed: int) -> dict[str, SideComparison]:
+    """ΔDPD and ΔEOD of A (runs) minus B (others), attribute `name` as A's files record it."""
+    b_res = [_evaluate(o, name, positive_class, eod_agg, 0, 0)[0] for o in others]
+    per_seed = None
+    if pairing(len(runs), len(others)) == PAIRED:
+        per_seed = []
+        for i, (pa, pb, ra) in enumerate(zip(runs, others, a_res)):
+            codes, groups = _codes(pa, name)
+            rows = same_samples(pa.sample_id, pb.sample_id, ref=pa.path, other=pb.path)
+            per_seed.append(paired_group(pa.label, pa.pred, pb.pred[rows], codes, len(groups),
+                                         pa.num_classes, ra.classes, n_perm=n_perm, n_boot=n_boot,
+                                         seed=seed + i, eod_agg=eod_agg, confidence=confidence))
+    return {key: compare([getattr(r, key) for r in a_res], [getattr(r, key) for r in b_res],
+                         [c[key] for c in per_seed] if per_seed is not None else None)
+            for key in TESTED}
 
 
 def group_fairness(preds: PredictionsLike | Sequence[PredictionsLike], attributes: Sequence[str] | None = None,
                    *, positive_class: int = 1, eod_agg: str = "worst", n_boot: int = 0,
-                   confidence: float = 0.95, seed: int = 0, label_col: str = "label",
-                   pred_col: str = "pred", id_col: str = "sample_id",
+                   confidence: float = 0.95, seed: int = 0, null: int = 1000,
+                   null_permutation: str = "within-label",
+                   versus: PredictionsLike | Sequence[PredictionsLike] | None = None,
+                   label_col: str = "label", pred_col: str = "pred", id_col: str = "sample_id",
                    attr_prefix: str = "attr_") -> GroupFairnessResult:
     """DPD and EOD per protected attribute of one predictions set, or the mean over several (seeds).
 
     `preds` is a path, DataFrame or dict of arrays, or a list of them; `attributes` defaults to
     every attr_* column. With n_boot > 0, percentile bootstrap intervals (file i uses seed + i).
+    `null` draws (0 = none) give each DPD and EOD its noise floor and one-sided p under the
+    `null_permutation` ("within-label": Ŷ ⊥ A | Y, or "unconditional": Ŷ ⊥ A); `versus`
+    (other predictions of the same samples) adds ΔDPD and ΔEOD, A minus B, with a paired
+    permutation test of `null` (or 1000) draws and a bootstrap interval of n_boot (or 1000)
+    replicates. See docs/metrics.md.
     """
     if n_boot < 0:
         raise KdfairError(f"--bootstrap must be >= 0, got {n_boot}")
+    if null < 0:
+        raise KdfairError(f"--null must be >= 0 (0 = no noise floor), got {null}")
+    if null_permutation not in NULL_PERMUTATIONS:
+        raise KdfairError(f"--null-permutation '{null_permutation}': expected "
+                          f"{' or '.join(NULL_PERMUTATIONS)}")
     if not 0 < confidence < 1:
         raise KdfairError(f"--confidence must be in (0, 1), got {confidence}")
     if eod_agg not in ("worst", "mean"):
         raise KdfairError(f"--eod-agg '{eod_agg}': expected worst or mean")
-    runs = read_many(preds, "predictions", label_col=label_col, pred_col=pred_col, id_col=id_col,
-                     attr_prefix=attr_prefix, with_logits=False, need_label=True)
+    read = dict(label_col=label_col, pred_col=pred_col, id_col=id_col, attr_prefix=attr_prefix,
+                with_logits=False, need_label=True)
+    runs = read_many(preds, "predictions", **read)
     ref = runs[0]
     for p in runs[1:]:
         check_same_source(ref.path, {"num_classes": ref.num_classes}, p.path,
                           {"num_classes": p.num_classes})
+    others = None
+    if versus is not None:
+        others = _aligned(runs, read_many(versus, "versus", **read))
+        pairing(len(runs), len(others))
     if ref.num_classes == 2 and positive_class not in (0, 1):
         raise KdfairError(f"--positive-class must be 0 or 1 for a binary task, got {positive_class}")
+    names = _attribute_names(runs + (others or []), attributes, attr_prefix)
     out: dict[str, AttributeFairness] = {}
-    for name in _attribute_names(runs, attributes, attr_prefix):
+    for name in names:
         evaluated = [_evaluate(p, name, positive_class, eod_agg, n_boot, seed + i)
                      for i, p in enumerate(runs)]
         results = [r for r, _ in evaluated]
         warnings = sorted({f"{p.path}: {w}" for p, r in zip(runs, results) for w in r.warnings})
+        draws = None
+        if null:
+            draws = [null_draws(r.cells, r.classes, n_draws=null, seed=seed + i, eod_agg=eod_agg,
+                                stratify=NULL_PERMUTATIONS[null_permutation])
+                     for i, r in enumerate(results)]
+        cmp = None
+        if others is not None:
+            cmp = _versus(name, runs, others, results, positive_class, eod_agg, null or 1000,
+                          n_boot or 1000, confidence, seed)
         out[name] = AttributeFairness(
             name, [p.path for p in runs], results, ref.class_names, eod_agg, warnings,
-            [rep for _, rep in evaluated] if n_boot else None, confidence, n_boot, seed)
+            [rep for _, rep in evaluated] if n_boot else None, confidence, n_boot, seed, draws,
+            [o.path for o in others] if others is not None else None, cmp)
     return GroupFairnessResult(out)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from kdfair_cli.api._compare import PAIRED, SideComparison, compare, pairing
 from kdfair_cli.api._stats import mean_std
 from kdfair_cli.api.predictions import PredictionsLike, as_sources, read_pair_set, read_predictions
 from kdfair_cli.errors import KdfairError
@@ -15,8 +16,10 @@ from kdfair_cli.io.align import check_same_source, rows_for_ids, source_of
 from kdfair_cli.io.pairs_file import PairSet
 from kdfair_cli.io.predictions import Predictions
 from kdfair_cli.jsonable import jsonable
-from kdfair_cli.metrics.individual import IndividualFairness, onehot, softmax
-from kdfair_cli.metrics.individual import individual_fairness as _individual_fairness
+from kdfair_cli.metrics.group import percentile_ci
+from kdfair_cli.metrics.individual import (IndividualFairness, onehot, pair_ratios, softmax,
+                                           summarise_ratios)
+from kdfair_cli.metrics.paired import Interval, mean_interval, paired_individual
 
 #: The per-file values, in the order of the JSON `files` rows and the `-o` table.
 FIELDS = ("score", "median", "p95", "max", "n_pairs", "n_zero_distance", "mean_output_distance")
@@ -41,10 +44,25 @@ class IndividualFairnessResult:
     temperature: float
     output_distance: str
     model_output: str
+    intervals: list[Interval] | None = None  # per file, bootstrap over pairs (file i: seed + i)
+    n_boot: int = 0
+    seed: int = 0
+    versus_paths: list[str] | None = None
+    versus: SideComparison | None = None  # I(A) minus I(B) on the same pair set
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per predictions set (what `-o` writes, and the JSON `files`)."""
-        return [{"file": p, **{k: getattr(r, k) for k in FIELDS}} for p, r in zip(self.paths, self.results)]
+        rows = [{"file": p, **{k: getattr(r, k) for k in FIELDS}} for p, r in zip(self.paths, self.results)]
+        for row, iv in zip(rows, self.intervals or []):
+            row["ci_low"], row["ci_high"] = iv.ci
+        return rows
+
+    def score_ci(self) -> tuple[float, float] | None:
+        """Percentile interval of the mean score over files (per-file replicates averaged)."""
+        if self.intervals is None:
+            return None
+        return percentile_ci(np.mean(np.stack([iv.boot for iv in self.intervals]), axis=0),
+                             self.intervals[0].confidence)
 
     @property
     def score(self) -> float:
@@ -62,36 +80,82 @@ class IndividualFairnessResult:
                          "n_zero_distance": first.n_zero_distance, "temperature": self.temperature,
                          "output_distance": self.output_distance, "model_output": self.model_output,
                          "pairs": self.pairs.path, "pair_source": self.pairs.meta.get("source"),
-                         "distance": self.pairs.meta.get("distance"), "files": self.rows()})
+                         "distance": self.pairs.meta.get("distance"), "files": self.rows(),
+                         **self._test_keys()})
+
+    def _test_keys(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.intervals is not None:
+            out.update({"score_ci": list(self.score_ci()), "confidence": self.intervals[0].confidence,
+                        "n_boot": self.n_boot, "seed": self.seed})
+        if self.versus is not None:
+            out.update({"versus": self.versus_paths, "delta_test": self.versus.test,
+                        **self.versus.keys("score")})
+        return out
+
+
+def _ratios(source: Any, i: int, what: str, pair_set: PairSet, temperature: float, output_distance: str,
+            model_output: str, cols: dict[str, str]) -> tuple[str, IndividualFairness, np.ndarray]:
+    """One predictions set's per-pair ratios (pairs at distance > 0, in pair order) and summary."""
+    p = read_predictions(source, name=f"{what}[{i}]", **cols, with_logits=model_output == "probs")
+    if model_output == "probs" and p.logits is None:
+        raise KdfairError(f"{p.path}: no '{cols['logits_col']}' or logit_<k> columns, so no "
+                          "probabilities; use --model-output onehot to score hard predictions")
+    a, b = pair_rows(p, pair_set)
+    used = np.union1d(a, b)  # f only for the rows in some pair
+    f = (softmax(p.logits[used], temperature) if model_output == "probs"
+         else onehot(p.pred[used], p.num_classes))
+    ratio, dout, kept = pair_ratios(f, np.searchsorted(used, a), np.searchsorted(used, b),
+                                    pair_set.distance, output_distance)
+    return p.path, summarise_ratios(ratio, dout, kept), ratio
 
 
 def individual_fairness(preds: PredictionsLike | Sequence[PredictionsLike], pairs: Any, *,
                         temperature: float = 1.0, output_distance: str = "tv",
-                        model_output: str = "probs", label_col: str = "label", pred_col: str = "pred",
+                        model_output: str = "probs", n_boot: int = 1000, confidence: float = 0.95,
+                        seed: int = 0, versus: PredictionsLike | Sequence[PredictionsLike] | None = None,
+                        n_perm: int = 1000, label_col: str = "label", pred_col: str = "pred",
                         logits_col: str = "logits", id_col: str = "sample_id") -> IndividualFairnessResult:
     """I(f) = mean over pairs of |f(x) - f(x')| / d(x, x') for each predictions set (lower is fairer).
 
     `pairs` is a pair file, a PairSet, or a DataFrame with sample_id_a, sample_id_b, distance.
     f is softmax(logits / temperature) (model_output="probs") or the one-hot prediction.
+    n_boot > 0: a bootstrap-over-pairs interval per file (file i: seed + i) and of the mean.
+    `versus` (model B) adds I(A) - I(B) on the same pairs: a sign-flip permutation test of the
+    per-pair differences (n_perm draws) and a bootstrap interval (n_boot, or 1000, replicates);
+    several files a side are combined as in group_fairness (docs/metrics.md).
     """
     if temperature <= 0:
         raise KdfairError(f"--temperature must be > 0, got {temperature}")
+    if n_boot < 0:
+        raise KdfairError(f"--bootstrap must be >= 0 (0 = no interval), got {n_boot}")
+    if n_perm < 1:
+        raise KdfairError(f"--permutations must be >= 1, got {n_perm}")
+    if not 0 < confidence < 1:
+        raise KdfairError(f"--confidence must be in (0, 1), got {confidence}")
     pair_set = read_pair_set(pairs)
     if len(pair_set) == 0:
         raise KdfairError(f"{pair_set.path}: the pair file holds no pairs")
-    sources = as_sources(preds)
-    paths, results = [], []
-    for i, source in enumerate(sources):
-        p = read_predictions(source, name=f"predictions[{i}]", label_col=label_col, pred_col=pred_col,
-                             id_col=id_col, logits_col=logits_col, with_logits=model_output == "probs")
-        if model_output == "probs" and p.logits is None:
-            raise KdfairError(f"{p.path}: no '{logits_col}' or logit_<k> columns, so no "
-                              "probabilities; use --model-output onehot to score hard predictions")
-        a, b = pair_rows(p, pair_set)
-        used = np.union1d(a, b)  # f only for the rows in some pair
-        f = (softmax(p.logits[used], temperature) if model_output == "probs"
-             else onehot(p.pred[used], p.num_classes))
-        results.append(_individual_fairness(f, np.searchsorted(used, a), np.searchsorted(used, b),
-                                            pair_set.distance, output_distance))
-        paths.append(p.path)
-    return IndividualFairnessResult(paths, results, pair_set, temperature, output_distance, model_output)
+    cols = dict(label_col=label_col, pred_col=pred_col, id_col=id_col, logits_col=logits_col)
+    side = [_ratios(s, i, "predictions", pair_set, temperature, output_distance, model_output, cols)
+            for i, s in enumerate(as_sources(preds))]
+    if not side:
+        raise KdfairError("predictions: no predictions given")
+    intervals = None
+    if n_boot:
+        intervals = [mean_interval(r, n_boot=n_boot, seed=seed + i, confidence=confidence)
+                     for i, (_, _, r) in enumerate(side)]
+    cmp, other_paths = None, None
+    if versus is not None:
+        other = [_ratios(s, i, "versus", pair_set, temperature, output_distance, model_output, cols)
+                 for i, s in enumerate(as_sources(versus))]
+        per_seed = None
+        if pairing(len(side), len(other)) == PAIRED:
+            per_seed = [paired_individual(ra, rb, n_perm=n_perm, n_boot=n_boot or 1000, seed=seed + i,
+                                          confidence=confidence)
+                        for i, ((_, _, ra), (_, _, rb)) in enumerate(zip(side, other))]
+        cmp = compare([r.score for _, r, _ in side], [r.score for _, r, _ in other], per_seed)
+        other_paths = [path for path, _, _ in other]
+    return IndividualFairnessResult([path for path, _, _ in side], [r for _, r, _ in side], pair_set,
+                                    temperature, output_distance, model_output, intervals, n_boot,
+                                    seed, other_paths, cmp)

@@ -46,7 +46,7 @@ def command(
         console.print(f"[red]failed cells:[/] {', '.join(summary.failed)} (see {sweep_dir}/cells/<id>/cell.json)")
         raise typer.Exit(1)
     rep = build_report(sweep_dir)
-    typer.echo(rep.markdown, nl=False)
     for name, path in rep.paths.items():
         console.print(f"{name}: {path}", highlight=False)
+    typer.echo(rep.markdown, nl=False)  # ends with the findings in words
     console.print(f"kdfair demo finished in {time.time() - t0:.0f}s", highlight=False)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from kdfair_cli import api
-from kdfair_cli.api.group import AttributeFairness
+from kdfair_cli.api.group import TESTED, AttributeFairness
 from kdfair_cli.cli.common import console, print_json
 from kdfair_cli.cli.metric_options import (AttrPrefix, IdCol, JsonFlag, LabelCol, OutPath, PredCol,
                                            fmt, reflow, write_records)
@@ -47,14 +47,21 @@ def _show(attr: AttributeFairness, per_class: bool) -> None:
                           *(fmt(col[g], pct=True) for col in cols))
         console.print(table)
     if per_class and not binary:
+        floors = {key: attr.class_floor(key) for key in TESTED}
         table = Table(title=f"attribute {name}: per class (first file)")
-        for col in ("class", "DPD %", "EOD %", "TPR diff %", "FPR diff %"):
+        cols = ["class", "DPD %", "EOD %", "TPR diff %", "FPR diff %"]
+        if attr.null is not None:
+            cols += ["DPD floor %", "DPD p", "EOD floor %", "EOD p"]
+        for col in cols:
             table.add_column(col, justify="right")
-        for c in first.classes:
+        for j, c in enumerate(first.classes):
+            extra = [] if attr.null is None else [
+                v for key in TESTED for v in (fmt(floors[key].null_mean[j], pct=True),
+                                              f"{floors[key].p[j]:.3f}")]
             table.add_row(class_names[c], fmt(first.dpd_per_class[c], pct=True),
                           fmt(first.eod_per_class[c], pct=True),
                           fmt(first.tpr_diff_per_class[c], pct=True),
-                          fmt(first.fpr_diff_per_class[c], pct=True))
+                          fmt(first.fpr_diff_per_class[c], pct=True), *extra)
         console.print(table)
     line = []
     for key, label in (("dpd", "DPD"), ("eod", "EOD")):
@@ -67,6 +74,25 @@ def _show(attr: AttributeFairness, per_class: bool) -> None:
         line.append(text)
     console.print(f"[bold]{name}[/]: " + ", ".join(line)
                   + (f" (CI {summary['ci']['confidence']:.0%} bootstrap)" if "ci" in summary else ""))
+    if attr.null is not None:
+        parts = []
+        for key in TESTED:
+            t = attr.floor(key)
+            parts.append(f"{key.upper()} {fmt(t.null_mean, pct=True)}% (q95 {fmt(t.null_q95, pct=True)}%, "
+                         f"p = {t.p:.3f})")
+        console.print(f"  noise floor ({attr.null[0].dpd.size} {attr.null_permutation} permutations): "
+                      + ", ".join(parts), highlight=False)
+    if attr.versus is not None:
+        parts = []
+        for key in TESTED:
+            c = attr.versus[key]
+            ci = "" if c.ci is None else f" [{fmt(c.ci[0], pct=True)}, {fmt(c.ci[1], pct=True)}]"
+            parts.append(f"Δ{key.upper()} {fmt(c.delta, pct=True)}{ci} pp, p = {c.p:.3f}")
+        c = attr.versus["dpd"]
+        how = (f"paired permutation test, {c.n_a} matched seed(s)" if c.test == "paired"
+               else f"Welch's t-test over {c.n_a} vs {c.n_b} files")
+        console.print(f"  A - B (B = {', '.join(attr.versus_paths)}): " + ", ".join(parts) + f" ({how})",
+                      highlight=False)
 
 
 def command(
@@ -82,9 +108,21 @@ def command(
     n_boot: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates for "
                                         "percentile confidence intervals (0 = none).")] = 0,
     confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap, the null draws and the "
+                                      "paired test (file i uses seed + i).")] = 0,
+    null: Annotated[int, typer.Option("--null", help="Null draws for each value's noise floor "
+                                      "and p-value (0 = off).")] = 1000,
+    null_permutation: Annotated[
+        Literal["within-label", "unconditional"],
+        typer.Option(help="within-label: the design's base rates per group are not disparity "
+                     "(EOD; DPD on a fixed test split). unconditional: any difference in "
+                     "selection rates counts, base rates included (DPD in its own sense).")
+    ] = "within-label",
+    versus: Annotated[list[Path] | None, typer.Option(
+        "--versus", help="Model B's predictions of the same samples: adds ΔDPD and ΔEOD (A minus "
+        "B) with a paired test. Repeat for several seeds.")] = None,
     per_class: Annotated[bool, typer.Option("--per-class", help="Show the per-class values of a "
-                                            "multi-class task.")] = False,
+                                            "multi-class task, with their noise floors.")] = False,
     out: OutPath = None,
     json_out: JsonFlag = False,
     label_col: LabelCol = "label",
@@ -100,20 +138,30 @@ def command(
     Undefined rates (group without samples, positives or negatives) are NaN, left out of the
     max/min, and warned about.
 
+    Every DPD and EOD gets a noise floor: its mean and 95th percentile over --null draws of a
+    model whose outputs ignore the group (the attribute permuted within each true label), and
+    the one-sided p-value; a value within its floor is warned about. --versus compares model A
+    (the files) with model B on the same samples: ΔDPD and ΔEOD with a two-sided paired
+    permutation test and a bootstrap interval (see docs/metrics.md).
+
     Example:
 
         kdfair group-fairness preds/ds-T4-s0.parquet preds/ds-T4-s1.parquet --attribute color --bootstrap 1000 --json
+        kdfair group-fairness preds/ds-T4-s0.parquet --versus preds/nds-s0.parquet --attribute color
     """
     if out is not None:
         check_writable(out)
     res = api.group_fairness([str(f) for f in files], attribute, positive_class=positive_class,
                              eod_agg=eod_agg, n_boot=n_boot, confidence=confidence, seed=seed,
-                             label_col=label_col, pred_col=pred_col, id_col=id_col,
+                             null=null, null_permutation=null_permutation,
+                             versus=[str(v) for v in versus] if versus else None, label_col=label_col, pred_col=pred_col, id_col=id_col,
                              attr_prefix=attr_prefix)
     for attr in res.attributes.values():
         for w in attr.warnings:
             console.print(f"[yellow]warning:[/] attribute {attr.name}: {w}")
         _show(attr, per_class)
+        for line in attr.within_floor():
+            console.print(f"[yellow]warning:[/] attribute {attr.name}: {line}", highlight=False)
     if out is not None:
         write_records(out, res.rows(), {"summary": res.summary()})
     if json_out:

@@ -42,6 +42,18 @@ def rows_for_ids(ids: np.ndarray, wanted: np.ndarray, *, have: str, want: str) -
     return order[pos] if ids.size else pos
 
 
+def same_samples(ref_ids: np.ndarray, other_ids: np.ndarray, *, ref: str, other: str) -> np.ndarray:
+    """Rows of `other` in the order of `ref`'s sample ids; both must hold exactly the same samples.
+
+    A paired comparison needs every sample on both sides: missing or extra ids are a KdfairError.
+    """
+    if np.asarray(other_ids).size != np.asarray(ref_ids).size:
+        raise KdfairError(f"{other} has {np.asarray(other_ids).size} samples but {ref} has "
+                          f"{np.asarray(ref_ids).size}; a paired comparison needs the same samples "
+                          "(the same split)")
+    return rows_for_ids(other_ids, ref_ids, have=other, want=ref)
+
+
 def source_of(meta: Mapping[str, Any], num_classes: int | None = None) -> dict[str, Any]:
     """Dataset name, split, fingerprint (and class count) recorded in a file's metadata.
 

@@ -79,11 +79,8 @@ def pair_ratios(outputs: np.ndarray, a: np.ndarray, b: np.ndarray, distance: np.
     return dout / distance, dout, used
 
 
-def individual_fairness(outputs: np.ndarray, a: np.ndarray, b: np.ndarray,
-                        distance: np.ndarray, metric: str = "tv",
-                        *, max_block: int = 1 << 24) -> IndividualFairness:
-    """I(f) over pairs (a[i], b[i]) (row indices into outputs [N, K]) with input distances."""
-    ratio, dout, used = pair_ratios(outputs, a, b, distance, metric, max_block=max_block)
+def summarise_ratios(ratio: np.ndarray, dout: np.ndarray, used: np.ndarray) -> IndividualFairness:
+    """I(f) and the other summaries from pair_ratios' output."""
     n_zero = int((~used).sum())
     if ratio.size == 0:
         nan = float("nan")
@@ -91,3 +88,10 @@ def individual_fairness(outputs: np.ndarray, a: np.ndarray, b: np.ndarray,
     return IndividualFairness(float(ratio.mean()), float(np.median(ratio)),
                               float(np.percentile(ratio, 95)), float(ratio.max()),
                               int(ratio.size), n_zero, float(dout.mean()))
+
+
+def individual_fairness(outputs: np.ndarray, a: np.ndarray, b: np.ndarray,
+                        distance: np.ndarray, metric: str = "tv",
+                        *, max_block: int = 1 << 24) -> IndividualFairness:
+    """I(f) over pairs (a[i], b[i]) (row indices into outputs [N, K]) with input distances."""
+    return summarise_ratios(*pair_ratios(outputs, a, b, distance, metric, max_block=max_block))

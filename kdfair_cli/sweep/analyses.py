@@ -20,15 +20,26 @@ def make_pairs(out: Path, *, dataset: str, data: Path, split: str, source: str, 
               attribute=attribute).write(out)
 
 
-def group_fairness(preds: Path, attributes: list[str]) -> dict[str, dict[str, float]]:
-    """attribute -> {"eod": fraction, "dpd": fraction} of one predictions file."""
-    summary = api.group_fairness(str(preds), attributes).summary()
-    return {a: {"eod": summary[a]["eod"], "dpd": summary[a]["dpd"]} for a in attributes}
+#: The statistics of a fair-<model> cell: part of its hash, so changing them reruns exactly the
+#: analysis cells. null: draws of the noise floor (within-label permutation); n_boot: bootstrap
+#: replicates of the individual-fairness interval; seed: of both.
+TESTS: dict[str, Any] = {"null": 1000, "null_permutation": "within-label", "n_boot": 1000, "seed": 0}
+#: The keys of `group-fairness --json` a fair cell keeps per attribute (fractions; p as is).
+GROUP_KEYS = ("eod", "dpd", "eod_null_mean", "eod_null_q95", "eod_p", "dpd_null_mean",
+              "dpd_null_q95", "dpd_p")
 
 
-def individual_fairness(preds: Path, pairs: Path) -> dict[str, float]:
-    res = api.individual_fairness(str(preds), str(pairs))
-    return {"score": float(res.results[0].score), "n_pairs": int(res.results[0].n_pairs)}
+def group_fairness(preds: Path, attributes: list[str], tests: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """attribute -> {eod, dpd, their null mean, null q95 and p} of one predictions file."""
+    doc = api.group_fairness(str(preds), attributes, null=tests["null"],
+                             null_permutation=tests["null_permutation"], seed=tests["seed"]).to_dict()
+    return {a: {k: doc[a][k] for k in GROUP_KEYS if k in doc[a]} for a in attributes}
+
+
+def individual_fairness(preds: Path, pairs: Path, tests: dict[str, Any]) -> dict[str, Any]:
+    """I(f) of one predictions file with its bootstrap-over-pairs interval."""
+    doc = api.individual_fairness(str(preds), str(pairs), n_boot=tests["n_boot"], seed=tests["seed"]).to_dict()
+    return {"score": doc["score"], "n_pairs": doc["n_pairs"], "ci": doc.get("score_ci")}
 
 
 def compare_classes(a: list[Path], b: list[Path]) -> dict[str, Any]:

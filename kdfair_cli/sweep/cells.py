@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdfair_cli.sweep.analyses import TESTS
 from kdfair_cli.sweep.spec import SweepSpec
 
 #: Bump when the meaning of a cell's outputs changes: every cell reruns.
@@ -98,7 +99,8 @@ def build_cells(spec: SweepSpec) -> list[Cell]:
         for mid in models:
             deps = [mid] + (["pairs"] if spec.pairs != "none" else [])
             cells.append(Cell(f"fair-{mid}", "fair", "analyses",
-                              {"group_attributes": spec.group_attributes, "pairs": spec.pairs}, deps=deps,
+                              {"group_attributes": spec.group_attributes, "pairs": spec.pairs,
+                               "tests": TESTS}, deps=deps,
                               outputs=["metrics.json"]))
     if spec.compare_classes and len(spec.seeds) >= 2:
         for t in spec.temperatures:

@@ -3,6 +3,9 @@
 Everything is computed from the per-cell outputs (cells/<id>/metrics.json), so the report can be
 rebuilt at any time, also while cells still run (missing cells are left out and counted).
 Metrics in percent: accuracy, EOD, DPD; individual fairness as the raw score (lower is fairer).
+Each EOD and DPD comes with its noise floor (null mean, null 95th percentile, p) per model and
+seed; per temperature, DS minus NDS is tested across seeds (Welch's t-test, Holm-adjusted over
+the report's tests). See docs/sweep.md.
 """
 
 from __future__ import annotations
@@ -18,11 +21,18 @@ import pandas as pd
 
 from kdfair_cli.errors import KdfairError, RunFailed
 from kdfair_cli.io.atomic import atomic_path, write_text_atomic
+from kdfair_cli.metrics.multiple_testing import adjust_pvalues
+from kdfair_cli.metrics.paired import welch_seeds
 from kdfair_cli.sweep.cells import damaged_output, is_done, read_record
 from kdfair_cli.sweep.runner import cells_from_json, read_sweep_json
 
 MODEL_ORDER = {"teacher": 0, "nds": 1, "ds": 2}
 LABELS = {"teacher": "Teacher", "nds": "NDS", "ds": "DS"}
+#: Suffixes of the columns that qualify a metric (its floor, p, interval) rather than being one.
+TEST_SUFFIXES = ("_null_mean", "_null_q95", "_p", "_ci_low", "_ci_high")
+#: Significance level of the report's marks and sentences.
+ALPHA = 0.05
+FLOOR_MARK = "°"
 
 
 @dataclass
@@ -32,6 +42,8 @@ class Report:
     markdown: str
     paths: dict[str, Path]
     missing: list[str]
+    deltas: pd.DataFrame
+    conclusions: list[str]
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -76,9 +88,17 @@ def collect(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, A
             g = (fair or {}).get("group", {}).get(attr, {})
             row[f"eod_{attr}"] = 100.0 * g["eod"] if "eod" in g else math.nan
             row[f"dpd_{attr}"] = 100.0 * g["dpd"] if "dpd" in g else math.nan
+            for kind in ("eod", "dpd"):
+                for key in ("null_mean", "null_q95"):
+                    v = g.get(f"{kind}_{key}")
+                    row[f"{kind}_{attr}_{key}"] = 100.0 * v if v is not None else math.nan
+                v = g.get(f"{kind}_p")
+                row[f"{kind}_{attr}_p"] = float(v) if v is not None else math.nan
         if doc.get("pairs", "none") != "none":
             ind = (fair or {}).get("individual", {})
             row["individual_fairness"] = float(ind.get("score", math.nan))
+            ci = ind.get("ci") or (math.nan, math.nan)
+            row["individual_fairness_ci_low"], row["individual_fairness_ci_high"] = map(float, ci)
         if role == "ds" and t is not None and float(t) in classes:
             k = classes[float(t)]
             row.update({"n_tc": k["n_tc"], "n_sc": k["n_sc"], "n_classes": k["n_classes"]})
@@ -94,6 +114,17 @@ def collect(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, A
 def metric_columns(results: pd.DataFrame) -> list[str]:
     skip = {"model", "cell", "arch", "temperature", "seed"}
     return [c for c in results.columns if c not in skip]
+
+
+def is_test_column(column: str) -> bool:
+    """A floor, p-value or interval bound of a metric (not shown as a table column)."""
+    return column.endswith(TEST_SUFFIXES)
+
+
+def within_floor(row: pd.Series, metric: str) -> bool:
+    """The seed-mean value is not above the seed-mean 95th percentile of its null."""
+    q95 = row.get(f"{metric}_null_q95_mean", math.nan)
+    return not pd.isna(q95) and not pd.isna(row[f"{metric}_mean"]) and row[f"{metric}_mean"] <= q95
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +158,7 @@ def _heading(metric: str) -> str:
 
 
 def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
-    shown = [m for m in metrics if m not in ("val_accuracy", "n_classes")]
+    shown = [m for m in metrics if m not in ("val_accuracy", "n_classes") and not is_test_column(m)]
     head = ["model", "T", "seeds"] + [_heading(m) for m in shown]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
@@ -142,9 +173,99 @@ def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
             elif m == "individual_fairness":
                 cells.append(f"{mean:.4f} ± {std:.4f}")
             else:
-                cells.append(f"{mean:.2f} ± {std:.2f}")
+                mark = f" {FLOOR_MARK}" if within_floor(r, m) else ""
+                cells.append(f"{mean:.2f} ± {std:.2f}{mark}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------- DS - NDS tests
+
+def delta_metrics(results: pd.DataFrame, attributes: list[str]) -> list[str]:
+    """The metrics whose DS - NDS difference is tested: EOD and DPD per attribute, then IF."""
+    wanted = [f"{k}_{a}" for a in attributes for k in ("eod", "dpd")] + ["individual_fairness"]
+    return [m for m in wanted if m in results]
+
+
+def deltas(results: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:
+    """Per temperature and metric: mean(DS) - mean(NDS) over seeds, Welch's t-test over the
+    per-seed values (two-sided), and the p-value Holm-adjusted over every test of the table."""
+    nds = results[results["model"] == "nds"]
+    rows = []
+    for t, ds in results[results["model"] == "ds"].groupby("temperature", sort=True):
+        for m in delta_metrics(results, attributes):
+            a, b = ds[m].dropna().to_numpy(), nds[m].dropna().to_numpy()
+            p = welch_seeds(a, b).p if a.size >= 2 and b.size >= 2 else math.nan
+            rows.append({"temperature": float(t), "metric": m,
+                         "ds_mean": float(a.mean()) if a.size else math.nan,
+                         "nds_mean": float(b.mean()) if b.size else math.nan,
+                         "delta": float(a.mean() - b.mean()) if a.size and b.size else math.nan,
+                         "p": p, "n_ds": int(a.size), "n_nds": int(b.size)})
+    out = pd.DataFrame(rows, columns=["temperature", "metric", "ds_mean", "nds_mean", "delta", "p",
+                                      "n_ds", "n_nds"])
+    out["p_holm"] = adjust_pvalues(out["p"].to_numpy(), "holm") if len(out) else []
+    return out
+
+
+def _delta_heading(metric: str) -> str:
+    return "Δ" + _heading(metric)
+
+
+def deltas_markdown(d: pd.DataFrame) -> str:
+    """One row per temperature: Δ (p) per metric; * marks Holm-adjusted p < ALPHA."""
+    if d.empty:
+        return ""
+    metrics = list(dict.fromkeys(d["metric"]))
+    head = ["T"] + [_delta_heading(m) for m in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t, g in d.groupby("temperature", sort=True):
+        by = g.set_index("metric")
+        cells = [f"{t:g}"]
+        for m in metrics:
+            r = by.loc[m]
+            digits = 4 if m == "individual_fairness" else 2
+            p = "n/a" if pd.isna(r["p"]) else f"{r['p']:.3f}"
+            star = "*" if not pd.isna(r["p_holm"]) and r["p_holm"] < ALPHA else ""
+            cells.append("-" if pd.isna(r["delta"]) else f"{r['delta']:+.{digits}f} (p {p}){star}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def conclusions(table: pd.DataFrame, d: pd.DataFrame) -> list[str]:
+    """The report's findings in words: which DS - NDS differences are significant, and how many
+    values are within their noise floor."""
+    out = []
+    group = [c.removesuffix("_mean") for c in table.columns
+             if c.startswith(("eod_", "dpd_")) and c.endswith("_mean")
+             and not is_test_column(c.removesuffix("_mean"))]
+    n_floor = sum(within_floor(r, m) for _, r in table.iterrows() for m in group)
+    n_vals = sum(not pd.isna(r[f"{m}_mean"]) and not pd.isna(r.get(f"{m}_null_q95_mean", math.nan))
+                 for _, r in table.iterrows() for m in group)
+    if n_vals:
+        out.append(f"{n_floor} of {n_vals} EOD/DPD values (model, T, attribute) are within their noise "
+                   f"floor ({FLOOR_MARK} in the table): no evidence of disparity there.")
+    if d.empty:
+        return out
+    tested = d.dropna(subset=["p"])
+    if tested.empty:
+        out.append("DS vs NDS: fewer than 2 seeds a side, so no test across seeds.")
+        return out
+    sig = tested[tested["p_holm"] < ALPHA]
+    what = f"Welch's t-test over seeds, Holm-adjusted over {len(tested)} tests, p < {ALPHA:g}"
+    for _, r in sig.iterrows():
+        unit = "" if r["metric"] == "individual_fairness" else " pp"
+        digits = 4 if r["metric"] == "individual_fairness" else 1
+        direction = "lower" if r["delta"] < 0 else "higher"
+        out.append(f"Significant: DS at T = {r['temperature']:g} has {direction} {_heading(r['metric'])} than "
+                   f"NDS ({r['delta']:+.{digits}f}{unit}, p = {r['p']:.3g}, Holm {r['p_holm']:.3g}).")
+    rest = len(tested) - len(sig)
+    if rest:
+        best = tested.loc[tested["p"].idxmin()]
+        prefix = "The other" if len(sig) else "None of the"
+        out.append(f"{prefix} {rest} DS - NDS difference(s) are significant ({what}); smallest "
+                   f"unadjusted p = {best['p']:.3g} ({_heading(best['metric'])} at T = "
+                   f"{best['temperature']:g}).")
+    return out
 
 
 # ------------------------------------------------------------------------------------ plots
@@ -158,6 +279,22 @@ def _ref_lines(ax, table: pd.DataFrame, metric: str) -> None:
         ax.axhline(mean, color=color, linestyle="--", label=LABELS[model])
         if std and not pd.isna(std):
             ax.axhspan(mean - std, mean + std, color=color, alpha=0.12)
+
+
+def _floor_band(ax, table: pd.DataFrame, metric: str) -> None:
+    """Shade each model's noise band: from its null mean to its null 95th percentile (seed means)."""
+    lo, hi = f"{metric}_null_mean_mean", f"{metric}_null_q95_mean"
+    if lo not in table or table[hi].isna().all():
+        return
+    ds = table[table["model"] == "ds"].sort_values("temperature")
+    if not ds.empty:
+        ax.fill_between(ds["temperature"], ds[lo], ds[hi], color="tab:blue", alpha=0.15, linewidth=0,
+                        label="DS noise band (null mean to q95)")
+    for model, color in (("teacher", "tab:green"), ("nds", "tab:red")):
+        r = table[table["model"] == model]
+        if not r.empty and not pd.isna(r.iloc[0][hi]):
+            ax.axhspan(r.iloc[0][lo], r.iloc[0][hi], color=color, alpha=0.08, hatch="//", linewidth=0,
+                       label=f"{LABELS[model]} noise band")
 
 
 def _ds_line(ax, table: pd.DataFrame, metric: str, label: str = "DS", color: str = "tab:blue", marker="o"):
@@ -191,6 +328,7 @@ def plot_group(table: pd.DataFrame, attributes: list[str], path: Path) -> Path |
                 continue
             _ds_line(ax, table, metric)
             _ref_lines(ax, table, metric)
+            _floor_band(ax, table, metric)
             ax.set_xlabel("temperature T")
             ax.set_ylabel(f"{kind.upper()} (%)")
             ax.set_title(f"{kind.upper()}, attribute {attr}")
@@ -251,6 +389,16 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
     out.mkdir(parents=True, exist_ok=True)
     table = summarise(results)
     markdown = to_markdown(table, metric_columns(results))
+    attributes = doc.get("group_attributes", [])
+    delta = deltas(results, attributes)
+    said = conclusions(table, delta)
+    if not delta.empty:
+        markdown += ("\n## DS - NDS per temperature\n\nΔ = mean over seeds of DS minus NDS (EOD, DPD in "
+                     "percentage points); p: Welch's t-test over the per-seed values; * = significant "
+                     f"after Holm's correction over the {int(delta['p'].notna().sum())} tests "
+                     f"(p < {ALPHA:g}).\n\n" + deltas_markdown(delta))
+    if said:
+        markdown += "\n" + "\n".join(f"- {line}" for line in said) + "\n"
     paths: dict[str, Path] = {}
     with atomic_path(out / "results.parquet") as tmp:
         results.to_parquet(tmp, index=False)
@@ -258,8 +406,12 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
     with atomic_path(out / "table.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     paths["csv"] = out / "table.csv"
+    with atomic_path(out / "deltas.csv") as tmp:
+        delta.to_csv(tmp, index=False, float_format="%.6g")
+    paths["deltas"] = out / "deltas.csv"
     title = f"# {doc.get('name', 'sweep')}\n\nMean ± std over seeds; accuracy, EOD and DPD in percent; " \
-            f"IF lower is fairer.\n\n"
+            f"IF lower is fairer. {FLOOR_MARK}: not above its noise floor (the mean over seeds is at " \
+            f"or below the mean 95th percentile of its null).\n\n"
     write_text_atomic(out / "table.md", title + markdown)
     paths["markdown"] = out / "table.md"
     for name, fn in (("group_fairness_plot", lambda p: plot_group(table, doc.get("group_attributes", []), p)),
@@ -268,4 +420,4 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
         p = fn(out / f"{name.replace('_plot', '').replace('_', '-')}.png")
         if p is not None:
             paths[name] = p
-    return Report(results, table, markdown, paths, missing)
+    return Report(results, table, markdown, paths, missing, delta, said)

@@ -165,9 +165,10 @@ def _fair_work(spec: SweepSpec, cell: Cell, sweep_dir: Path) -> dict[str, Any]:
     preds = cells_dir / cell.deps[0] / "preds.parquet"
     out: dict[str, Any] = {"model": cell.deps[0]}
     if spec.group_attributes:
-        out["group"] = analyses.group_fairness(preds, spec.group_attributes)
+        out["group"] = analyses.group_fairness(preds, spec.group_attributes, cell.config["tests"])
     if spec.pairs != "none":
-        out["individual"] = analyses.individual_fairness(preds, cells_dir / "pairs" / "pairs.parquet")
+        out["individual"] = analyses.individual_fairness(preds, cells_dir / "pairs" / "pairs.parquet",
+                                                         cell.config["tests"])
     write_text_atomic(cell.dir(sweep_dir) / "metrics.json", json.dumps(out, indent=2) + "\n")
     return out
 
