@@ -146,14 +146,18 @@ def _alarm(seconds: int, state: dict[str, bool]) -> Iterator[None]:
 # ------------------------------------------------------------------------------------- helpers
 
 def kdfair(*args: Any) -> None:
-    """Run a kdfair command in this process (so GPU memory is measurable); raise on failure."""
+    """Run a kdfair command in this process (so GPU memory is measurable); raise on failure.
+
+    Its stdout (e.g. the report's table) goes to stderr: the check's stdout is its own table only.
+    """
     import typer.main
 
     from kdfair_cli.cli.app import app
 
     argv = [str(a) for a in args]
     try:
-        code = typer.main.get_command(app).main(args=argv, prog_name="kdfair", standalone_mode=False)
+        with contextlib.redirect_stdout(sys.stderr):
+            code = typer.main.get_command(app).main(args=argv, prog_name="kdfair", standalone_mode=False)
     except SystemExit as exc:
         code = exc.code
     if code not in (0, None):
