@@ -26,6 +26,9 @@ from kdfair_cli.cli.app import main
 FAST = ["--epochs", "1", "--batch-size", "64", "--device", "cpu", "-q"]
 LONG = "x" * 300  # longer than NAME_MAX (255) of every common file system
 
+#: The battery builds a model and a sweep once per module: part of the full run (CI), not the quick one.
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Run:

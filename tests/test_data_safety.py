@@ -72,6 +72,7 @@ def _refused(args: list, state: Path, what: str) -> None:
     assert state.read_bytes() == before and not (state.parent / "model.json").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_dataset(setup, tmp_path, stop_after_first_epoch) -> None:
     from kdfair_cli.data.trifeature import generate_trifeature
 
@@ -95,6 +96,7 @@ def _distill_interrupted(setup, tmp_path, stop, teacher_option: str, teacher: Pa
     return args
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_logit_cache(setup, tmp_path, stop_after_first_epoch) -> None:
     from kdfair_cli.io.predictions import read_predictions, write_predictions
 
@@ -107,6 +109,7 @@ def test_resume_refuses_a_changed_logit_cache(setup, tmp_path, stop_after_first_
     _refused(args, tmp_path / "s" / STATE, "teacher-logit cache")
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_teacher(setup, tmp_path, stop_after_first_epoch) -> None:
     teacher = tmp_path / "t"
     shutil.copytree(setup["teacher"], teacher)
@@ -115,12 +118,14 @@ def test_resume_refuses_a_changed_teacher(setup, tmp_path, stop_after_first_epoc
     _refused(args, tmp_path / "s" / STATE, "teacher weights")
 
 
+@pytest.mark.slow
 def test_resume_with_unchanged_inputs_finishes(setup, tmp_path, stop_after_first_epoch) -> None:
     args = _distill_interrupted(setup, tmp_path, stop_after_first_epoch, "--teacher-logits", setup["cache"])
     ok(*args, "--resume")
     assert (tmp_path / "s" / "model.json").exists() and not (tmp_path / "s" / STATE).exists()
 
 
+@pytest.mark.slow
 def test_outputs_honour_the_umask(setup, tmp_path) -> None:
     for name in ("model.safetensors", "model.json", "history.parquet"):
         assert (setup["teacher"] / name).stat().st_mode & 0o777 == 0o644, name
@@ -187,6 +192,7 @@ def test_pyarrow_errors_are_one_line() -> None:
     assert code == 2 and "damaged" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_stdout_redirected_onto_an_input_is_refused(setup, tmp_path) -> None:
     preds = tmp_path / "p.parquet"
     ok("predict", setup["teacher"], "--split", "test", "-o", preds, "--device", "cpu")
@@ -199,6 +205,7 @@ def test_stdout_redirected_onto_an_input_is_refused(setup, tmp_path) -> None:
     assert preds.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_sigterm_during_set_up_exits_143(setup, tmp_path) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "kdfair_cli", "train-teacher", "--data", str(setup["tri"]),

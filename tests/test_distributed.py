@@ -73,6 +73,7 @@ def test_ddp_two_processes_equal_one(tmp_path) -> None:
     np.testing.assert_allclose(p.logits, q.logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_one_process_under_torchrun_runs_the_ddp_path(tmp_path) -> None:
     """torchrun --nproc_per_node 1 starts a process group of one (what gpu_check compares with nccl)."""
     import json

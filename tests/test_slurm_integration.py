@@ -125,6 +125,7 @@ def _logs(sweep: Path) -> str:
                      for p in sorted((sweep / "logs").glob("*.out")))
 
 
+@pytest.mark.slow
 def test_sweep_runs_to_the_report_on_slurm(cluster, tmp_path) -> None:
     spec = tmp_path / "sweep.toml"
     spec.write_text(SPEC.format(temps="[1, 4]", epochs=1))
@@ -148,6 +149,7 @@ def test_sweep_runs_to_the_report_on_slurm(cluster, tmp_path) -> None:
     assert (sweep / "report" / "table.md").is_file()
 
 
+@pytest.mark.slow
 def test_usr1_saves_requeues_and_resumes_to_the_same_weights(cluster, tmp_path) -> None:
     from kdfair_cli.sweep.cells import build_cells
     from kdfair_cli.sweep.spec import load_spec
