@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +14,10 @@ from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.align import check_model_matches
 from kdfair_cli.io.modeldir import load_model
-from kdfair_cli.io.predictions import write_predictions
+from kdfair_cli.io.predictions import SplitPredictions
 from kdfair_cli.data.batches import Batches, make_batches
 from kdfair_cli.train import distributed
 from kdfair_cli.train.loop import autocast
-
-
-@dataclass
-class SplitPredictions:
-    sample_id: np.ndarray
-    label: np.ndarray
-    logits: np.ndarray
-    attrs: dict[str, np.ndarray]
-    meta: dict[str, Any]
-
-    @property
-    def accuracy(self) -> float:
-        """Top-1 accuracy at T = 1 (NaN for an empty split)."""
-        return float((self.logits.argmax(1) == self.label).mean()) if len(self.label) else float("nan")
-
-    def write(self, out: str | Path) -> None:
-        """Write the predictions file (atomically; '-' for stdout)."""
-        write_predictions(out, sample_id=self.sample_id, label=self.label, logits=self.logits,
-                          attrs=self.attrs, meta=self.meta)
 
 
 def _forward(model: torch.nn.Module, batches: Iterator[tuple[torch.Tensor, Any]],

@@ -27,7 +27,7 @@ import numpy as np
 from kdfair_cli import __version__
 from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.inference import SplitPredictions
+from kdfair_cli.io.predictions import SplitPredictions
 from kdfair_cli.io.atomic import atomic_path
 
 PROMPT_TEMPLATE = "{context}\nQuestion: {question}\nAnswer:"

@@ -25,7 +25,7 @@ from kdfair_cli import __version__
 from kdfair_cli.data.bbq import (CATEGORIES, CLASS_NAMES, SPLIT, UNDETERMINED, UNKNOWN, bbq_attributes,
                                  bbq_sample_id, check_item, derive_roles, item_attrs)
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.inference import SplitPredictions
+from kdfair_cli.io.predictions import SplitPredictions
 
 UNKNOWN_MODES = ("own", "max")
 

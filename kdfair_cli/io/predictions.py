@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -296,3 +297,22 @@ def predictions_from_table(table: pa.Table, meta: dict, name: str, *, label_col:
     class_names = ([str(x) for x in names] if isinstance(names, list) and len(names) == c
                    else [str(k) for k in range(c)])
     return Predictions(name, sample_id, label, pred, logits, attrs, features, meta, c, class_names)
+
+
+@dataclass
+class SplitPredictions:
+    sample_id: np.ndarray
+    label: np.ndarray
+    logits: np.ndarray
+    attrs: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    @property
+    def accuracy(self) -> float:
+        """Top-1 accuracy at T = 1 (NaN for an empty split)."""
+        return float((self.logits.argmax(1) == self.label).mean()) if len(self.label) else float("nan")
+
+    def write(self, out: str | Path) -> None:
+        """Write the predictions file (atomically; '-' for stdout)."""
+        write_predictions(out, sample_id=self.sample_id, label=self.label, logits=self.logits,
+                          attrs=self.attrs, meta=self.meta)
