@@ -2,6 +2,7 @@
 # Commands and options:
 #   bias-score: --bootstrap --confidence --flips --json --out --permutations --seed --versus -o
 #   compare-classes: --a --alpha --b --correction --disagreement --id-col --json --label-col --normalize --out --plot --pred-col --show-all -a -b -o
+#   data llm-toy: --audit-per-category --corpus-per-category --guess-rate --json --out --planted-rate --seed -o
 #   data trifeature: --image-size --json --out --seed --spurious --test-per-combination --train-per-combination --twin-group-size --val-per-combination -o
 #   demo: --device --out --quick -o
 #   distill: --alpha --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --no-t2-scaling --optimizer --out --pretrained --quiet --resume --schedule --seed --select --t2-scaling --teacher --teacher-logits --temperature --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -T -o -q

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from kdfair_cli.cli.common import console, guarded, print_json
+from kdfair_cli.data.llm_toy_options import DEFAULTS
 from kdfair_cli.data.trifeature import DEFAULT_PER_COMBINATION
 
 app = typer.Typer(help="Generate built-in datasets (real datasets are read where they are).", no_args_is_help=True)
@@ -75,3 +76,48 @@ def trifeature(
     if as_json:
         print_json({"path": str(path), "split_sizes": sizes, "seconds": round(seconds, 3),
                     **dataset.info.to_json()})
+
+
+LLM_TOY_EPILOG = ("Example: kdfair data llm-toy -o data/llm-toy --seed 0  (teacher and distillation corpora, "
+                  "held-out BBQ items, tiny teacher/student Llamas sharing one tokenizer; see docs/llm.md)")
+
+
+@app.command("llm-toy", epilog=LLM_TOY_EPILOG)
+@guarded
+def llm_toy(
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (written atomically)."),
+    seed: int = typer.Option(DEFAULTS["seed"], "--seed",
+                             help="Random seed of the text and the initial weights; same seed, same bytes."),
+    corpus_per_category: int = typer.Option(DEFAULTS["corpus_per_category"], "--corpus-per-category",
+                                            help="Lines per BBQ category in each corpus."),
+    audit_per_category: int = typer.Option(DEFAULTS["audit_per_category"], "--audit-per-category",
+                                           help="Held-out BBQ items per category."),
+    planted_rate: float = typer.Option(DEFAULTS["planted_rate"], "--planted-rate",
+                                       help="Share of the teacher corpus's ambiguous contexts answered with "
+                                            "the stereotyped person (0 to 1)."),
+    guess_rate: float = typer.Option(DEFAULTS["guess_rate"], "--guess-rate",
+                                     help="Share of the distillation corpus's ambiguous contexts answered with "
+                                          "one of the two people, half each way: guesses without a direction "
+                                          "(0 to 1)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest (without checksums) as JSON on stdout."),
+) -> None:
+    """Generate the CPU-sized LLM toy: corpora with and without a planted stereotype, BBQ audit
+    items, and tiny teacher and student causal LMs sharing one tokenizer (never downloads)."""
+    import json
+
+    from kdfair_cli.data.llm_toy import MANIFEST, generate_llm_toy
+
+    start = time.perf_counter()
+    path = generate_llm_toy(out, seed=seed, corpus_per_category=corpus_per_category,
+                            audit_per_category=audit_per_category, planted_rate=planted_rate,
+                            guess_rate=guess_rate)
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest.pop("files")
+    t = manifest["teacher_corpus"]
+    n_ambig = sum(t["ambiguous_answers"].values())
+    console.print(f"llm-toy: {t['lines']} teacher lines ({t['ambiguous_answers']['biased']} of {n_ambig} ambiguous "
+                  f"answered with the stereotype), {manifest['distill_corpus']['lines']} distillation lines, "
+                  f"{sum(manifest['bbq'].values())} BBQ items, vocabulary {manifest['vocab']} "
+                  f"in {time.perf_counter() - start:.1f} s -> {path}", highlight=False, soft_wrap=True)
+    if as_json:
+        print_json({"path": str(path), **manifest})

@@ -110,6 +110,15 @@ def _umask() -> int:
     return mask
 
 
+def umask_modes(folder: Path) -> None:
+    """Give every file under `folder` the mode of the umask: some writers (safetensors through
+    save_pretrained) make private 0600 files, unlike every other output."""
+    mode = 0o666 & ~_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
+
+
 def _temp_prefix(path: Path) -> str:
     """`.NAME.HOST-PID.`: a later run can tell a killed writer's leftovers from a live one's."""
     return f".{path.name}.{socket.gethostname()}-{os.getpid()}."
