@@ -35,6 +35,10 @@ from kdfair_cli.io.modeldir import sha256_file
 
 FORMAT = 1
 MANIFEST = "cache.json"
+#: Teacher logits kept per token by default (`kdfair predict --top-k`).
+DEFAULT_TOP_K = 64
+#: Temperatures a cache serves by default: the paper's grid (`--cache-temperatures`).
+DEFAULT_TEMPERATURES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
 #: name -> (dtype, number of dimensions) of each shard array
 FIELDS: dict[str, tuple[type, int]] = {
     "sample_id": (np.int64, 1), "offsets": (np.int64, 1), "targets": (np.int32, 1),
