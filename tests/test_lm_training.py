@@ -148,6 +148,7 @@ def test_nds_learns_the_corpus_and_predict_reads_it(lms, tmp_path):
     assert len(preds) == 16
 
 
+@pytest.mark.slow
 def test_offline_with_every_logit_equals_online(lms, tmp_path):
     """k = V: the bucket KL is the full KL, so offline and online train the same weights."""
     from kdfair_cli.lm_cache import write_teacher_cache
@@ -165,6 +166,7 @@ def test_offline_with_every_logit_equals_online(lms, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_gives_bit_identical_student(lms, tmp_path, monkeypatch):
     from kdfair_cli.lm_cache import write_teacher_cache
     from kdfair_cli.train import lm_teacher
@@ -234,3 +236,60 @@ def test_tokenizer_mismatch_is_refused_online_and_offline(lms, tmp_path):
     run = kdfair("train-teacher", "--arch", "causal-lm", "--dataset", "corpus", "--data", lms["corpus"],
                  "-o", tmp_path / "x", "--device", "cpu")
     assert run.code == 2 and "--pretrained" in run.error_lines[0], run.stderr
+
+
+@pytest.fixture(scope="module")
+def cache4(lms, tmp_path_factory):
+    from kdfair_cli.lm_cache import write_teacher_cache
+
+    out = tmp_path_factory.mktemp("c") / "cache"
+    write_teacher_cache(lms["teacher"], lms["corpus"], out, top_k=4, temperatures=[2], max_length=64,
+                        device="cpu", verbose=False)
+    return out
+
+
+BAD = [  # (id, args, culprit in the one error line, path that must not appear)
+    ("corpus-bad-line", ["train-teacher", "--arch", "causal-lm", "--pretrained", "{student}", "--dataset",
+                         "corpus", "--data", "{badcorpus}", "-o", "{tmp}/o"], "line 2", "{tmp}/o"),
+    ("lm-needs-pretrained", ["train-teacher", "--arch", "causal-lm", "--dataset", "corpus", "--data",
+                             "{corpus}", "-o", "{tmp}/o"], "--pretrained", "{tmp}/o"),
+    ("lm-needs-corpus", ["train-teacher", "--arch", "lenet5", "--dataset", "corpus", "--data", "{corpus}",
+                         "-o", "{tmp}/o"], "corpus", "{tmp}/o"),
+    ("student-over-its-init", ["train-teacher", "--arch", "causal-lm", "--pretrained", "{student}",
+                               "--dataset", "corpus", "--data", "{corpus}", "-o", "{student}",
+                               "--force"], "student", None),
+    ("cache-needs-data", ["predict", "{teacher}", "--dataset", "corpus", "-o", "{tmp}/c"], "--data", "{tmp}/c"),
+    ("cache-to-stdout", ["predict", "{teacher}", "--dataset", "corpus", "--data", "{corpus}", "-o", "-"],
+     "directory", None),
+    ("cache-top-k-0", ["predict", "{teacher}", "--dataset", "corpus", "--data", "{corpus}", "--top-k", "0",
+                       "-o", "{tmp}/c"], "--top-k", "{tmp}/c"),
+    ("cache-bad-temperature", ["predict", "{teacher}", "--dataset", "corpus", "--data", "{corpus}",
+                               "--cache-temperatures", "2,hot", "-o", "{tmp}/c"], "hot", "{tmp}/c"),
+    ("cache-exists", ["predict", "{teacher}", "--dataset", "corpus", "--data", "{corpus}", "-o", "{cache}"],
+     "--force", None),
+    ("cache-over-corpus", ["predict", "{teacher}", "--dataset", "corpus", "--data", "{corpus}", "-o",
+                           "{corpus}", "--force"], "corpus.jsonl", None),
+    ("distill-not-a-cache", ["distill", "--teacher-logits", "{student}", "--arch", "causal-lm", "--pretrained",
+                             "{student}", "--dataset", "corpus", "--data", "{corpus}", "-T", "2", "-o",
+                             "{tmp}/o"], "cache.json", "{tmp}/o"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_lm_input_gets_one_line(case, lms, cache4, tmp_path):
+    import hashlib
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"txt": "typo"}\n')
+    where = {"student": lms["student"], "teacher": lms["teacher"], "corpus": lms["corpus"], "badcorpus": bad,
+             "cache": cache4, "tmp": tmp_path}
+    _, args, culprit, absent = case
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for root in (lms["student"], cache4, lms["corpus"])
+              for p in ([root] if root.is_file() else sorted(root.rglob("*"))) if p.is_file()}
+    run = kdfair(*[a.format(**where) for a in args], "--device", "cpu")
+    assert run.code == 2 and len(run.error_lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert culprit in run.error_lines[0], run.error_lines
+    if absent:
+        assert not os.path.exists(absent.format(**where))
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before}
+    assert after == before

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -108,6 +109,7 @@ def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype | 
 
     _quiet()
     path = check_local_dir(path)
+    register_input(path, "model")
     if not (path / "config.json").is_file():
         raise KdfairError(f"{path} has no config.json: not a transformers model directory")
     tok_files = [path / f for f in TOKENIZER_FILES if (path / f).is_file()]

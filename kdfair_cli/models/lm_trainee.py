@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
 from kdfair_cli.models.causal_lm import TOKENIZER_FILES, _prefix_ids, _quiet, check_local_dir
 
 LM_ARCH = "causal-lm"
@@ -208,6 +209,7 @@ def load_lm_dir(path: str | Path, what: str) -> tuple[nn.Module, Any]:
 
     _quiet()
     path = check_local_dir(path)
+    register_input(path, "model")
     if not (path / "config.json").is_file():
         raise KdfairError(f"{what} {path} has no config.json: not a transformers model directory")
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
