@@ -167,3 +167,26 @@ def test_full_vocabulary_cache_keeps_minus_infinity_tails(tmp_path: Path) -> Non
 def test_module_does_not_import_torch() -> None:
     code = "import sys, kdfair_cli.io.topk_cache; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_tail_mass_is_the_probability_outside_the_top_k(tmp_path):
+    """Worked with numpy on full logits: softmax(z/T) summed over the entries not in the top k."""
+    import torch
+
+    from kdfair_cli.io.topk_cache import CacheWriter, read_cache
+    from kdfair_cli.train.lm_kd_loss import topk_from_logits
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(7, 12)) * 3
+    temps = [1.0, 4.0]
+    values, indices, tail = topk_from_logits(torch.from_numpy(z).float(), 3, temps)
+    w = CacheWriter(tmp_path / "c", top_k=3, temperatures=temps, vocab=12, meta={})
+    w.add(np.array([5, 9]), np.array([3, 4]), rng.integers(0, 12, 7).astype(np.int32), values.numpy(),
+          indices.numpy().astype(np.int32), tail.numpy())
+    w.close()
+    cache = read_cache(tmp_path / "c")
+    for t in temps:
+        p = np.exp(z / t - np.log(np.exp(z / t).sum(1, keepdims=True)))
+        top = np.sort(z, axis=1)[:, -3:]
+        want = 1 - np.where(z >= top[:, :1], p, 0).sum(1)
+        np.testing.assert_allclose(cache.tail_mass(t), want, rtol=1e-5)

@@ -192,6 +192,14 @@ class TopKCache:
                           "tail's mass at a temperature cannot be derived from the others: rerun the cache "
                           f"pass with {temperature:g} among its temperatures")
 
+    def tail_mass(self, temperature: float) -> np.ndarray:
+        """The teacher's probability outside its top k at `temperature`, per token row: the share
+        of its distribution the bucket KL lumps into one bucket."""
+        tail = self.tail_lse[:, self.column(temperature)].astype(np.float64)
+        top = self.values.astype(np.float64) / float(temperature)
+        top_lse = np.logaddexp.reduce(top, axis=1) if top.size else np.zeros(len(tail))
+        return np.exp(tail - np.logaddexp(top_lse, tail))
+
     def positions(self, sample_ids: np.ndarray) -> np.ndarray:
         """Positions (for `gather`) of these sample ids; KdfairError naming the first one missing."""
         ids = np.asarray(sample_ids, dtype=np.int64).reshape(-1)

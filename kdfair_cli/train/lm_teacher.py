@@ -14,6 +14,7 @@ The loss is computed in chunks of LOSS_CHUNK tokens (kdfair_cli.train.lm_kd_loss
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train.lm_kd_loss import TopKTargets, chunked_token_loss
 from kdfair_cli.train.loop import Evaluator, Objective, StepLoss, autocast
 
+#: Mean teacher tail mass (outside the cached top k) above which distill warns.
+TAIL_WARN = 0.25
 #: Tokens per loss chunk: the [chunk, vocabulary] logits are the largest tensor the loss holds.
 LOSS_CHUNK = 1024
 #: source(index, x) -> teacher(start, end): the teacher's targets for the batch's learned rows start:end
@@ -99,9 +102,18 @@ def cached_lm_teacher(cfg: TrainConfig, trainee: CausalLMTrainee, batches: LMBat
                           torch.from_numpy(np.ascontiguousarray(tail[:, column])).to(device))
         return lambda start, end: TopKTargets(top.values[start:end], top.indices[start:end], top.tail_lse[start:end])
 
+    used = np.zeros(len(cache.lengths), dtype=bool)
+    used[positions] = True
+    tail = cache.tail_mass(float(cfg.temperature))[np.repeat(used, cache.lengths)]
+    tail_mean = float(tail.mean()) if tail.size else 0.0
+    if tail_mean > TAIL_WARN:
+        print(f"kdfair: warning: at T = {cfg.temperature:g} the teacher puts {tail_mean:.0%} of its probability "
+              f"outside the cached top {manifest.get('top_k')} (mean over the training tokens); the bucket KL "
+              "lumps it into one bucket (docs/llm.md, Top-k teacher caches): consider a larger --top-k or "
+              "online distillation", file=sys.stderr)
     provenance = {"mode": "offline", "logits_cache": str(path.resolve()), "cache_sha256": cache.sha256,
                   "top_k": manifest.get("top_k"), "model": manifest.get("teacher"),
-                  "tokenizer": manifest.get("tokenizer")}
+                  "tokenizer": manifest.get("tokenizer"), "tail_mass_mean": tail_mean}
     return source, provenance
 
 
