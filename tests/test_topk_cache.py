@@ -24,7 +24,8 @@ META = {"tokenizer": {"sha256": "ab"}, "teacher": {"dir": "t"}, "corpus": {"sha2
 
 def _rows(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {"targets": rng.integers(0, VOCAB, n), "values": -np.sort(rng.normal(size=(n, K)), axis=1).astype(np.float32),
+    return {"targets": rng.integers(0, VOCAB, n),
+            "values": -np.sort(rng.normal(size=(n, K)), axis=1).astype(np.float32),
             "indices": rng.integers(0, VOCAB, (n, K)), "tail_lse": rng.normal(size=(n, len(TEMPS))).astype(np.float32)}
 
 
@@ -149,7 +150,8 @@ def test_duplicate_sample_ids_and_bad_batches_refused(tmp_path: Path) -> None:
     rows = _rows(4)
     writer = CacheWriter(tmp_path / "c", top_k=K, temperatures=TEMPS, vocab=VOCAB, meta=META)
     with pytest.raises(ValueError, match="values has shape"):
-        writer.add(np.array([1]), np.array([4]), rows["targets"], rows["values"][:, :2], rows["indices"], rows["tail_lse"])
+        writer.add(np.array([1]), np.array([4]), rows["targets"], rows["values"][:, :2], rows["indices"],
+                   rows["tail_lse"])
     writer.add(np.array([1, 1]), np.array([2, 2]), *rows.values())
     writer.close()
     with pytest.raises(KdfairError, match="sample_id appears twice"):

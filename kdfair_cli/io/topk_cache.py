@@ -182,15 +182,15 @@ class TopKCache:
     def temperatures(self) -> list[float]:
         return [float(t) for t in self.manifest["temperatures"]]
 
-    def column(self, temperature: float) -> int:
-        """The tail_lse column of `temperature`; a temperature not cached is refused."""
+    def column(self, T: float) -> int:
+        """The tail_lse column of temperature T; a temperature not cached is refused."""
         for j, t in enumerate(self.temperatures):
-            if math.isclose(float(temperature), t, rel_tol=1e-9):
+            if math.isclose(float(T), t, rel_tol=1e-9):
                 return j
         cached = ", ".join(f"{t:g}" for t in self.temperatures)
-        raise KdfairError(f"teacher cache {self.path} holds temperatures {cached}, not {temperature:g}; the "
-                          "tail's mass at a temperature cannot be derived from the others: rerun the cache "
-                          f"pass with {temperature:g} among its temperatures")
+        raise KdfairError(f"teacher cache {self.path} holds temperatures {cached}, not {T:g}; the tail's "
+                          "mass at a temperature cannot be derived from the others: rerun the cache pass "
+                          f"with {T:g} among its temperatures")
 
     def tail_mass(self, temperature: float) -> np.ndarray:
         """The teacher's probability outside its top k at `temperature`, per token row: the share
@@ -289,9 +289,9 @@ def _load_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any], ver
     return arrays
 
 
-def read_cache(directory: str | Path, verify: bool = True) -> TopKCache:
+def read_cache(dir: str | Path, verify: bool = True) -> TopKCache:
     """Read and check a cache (each shard's sha256 when `verify`); KdfairError naming the file at fault."""
-    path = Path(directory)
+    path = Path(dir)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise KdfairError(f"{path} is not a top-k teacher cache: no {MANIFEST} (an interrupted cache pass "

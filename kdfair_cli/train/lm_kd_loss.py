@@ -163,6 +163,9 @@ def chunked_token_loss(hidden: torch.Tensor, head: Callable[[torch.Tensor], torc
     gradients on, each chunk runs under torch.utils.checkpoint (non-reentrant): only its inputs
     ([chunk, H] hidden states) are kept, and its logits are recomputed in the backward pass.
     alpha = 0 never calls the teacher; alpha = 1 adds no CE (it is still the source of `correct`).
+    `teacher` is called inside the checkpointed chunk, so up to twice per chunk (forward and
+    recomputation): it must return the same rows each time (an online teacher applies its head to
+    hidden states computed once per batch under no_grad; an offline one slices its cache).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
