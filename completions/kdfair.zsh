@@ -10,7 +10,7 @@
 #   import lm-eval: --filter --out --unknown -o
 #   individual-fairness: --bootstrap --confidence --id-col --json --label-col --logits-col --model-output --out --output-distance --pairs --permutations --pred-col --seed --temperature --versus -o
 #   pairs: --attribute --data --dataset --distance --features --json --k --max-features --out --source --split -k -o
-#   predict: --amp --batch-size --chunk-size --data --dataset --dataset-option --device --lm-score --no-amp --out --prompt-template --split --workers -O -o
+#   predict: --amp --batch-size --cache-temperatures --chunk-size --data --dataset --dataset-option --device --force --lm-score --max-length --no-amp --out --prompt-template --split --top-k --workers -O -o
 #   report: --json --out -o
 #   sweep init: --force --out -o
 #   sweep run: --device --index --out --stage --verbose -o -v

@@ -130,3 +130,17 @@ def tiny_lm(folder: Path, family: str, seed: int = 0, hidden: int = 32, layers: 
     if tokenizer:
         tok.save_pretrained(folder)
     return folder
+
+
+def write_corpus(path: Path, n: int = 48) -> Path:
+    """Prompt/response lines in BBQ's prompt format plus a few plain-text lines."""
+    rows = []
+    for i, it in enumerate(bbq_items(max(1, n // 4), seed=3)[:n]):
+        answer = it[f"ans{it['label']}"]
+        if i % 4 == 3:
+            rows.append({"text": f"{it['context']} {answer}.", "id": 1000 + i})
+        else:
+            rows.append({"prompt": f"{it['context']}\nQuestion: {it['question']}\nAnswer:",
+                         "response": f" {answer}", "id": 1000 + i})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -14,12 +14,16 @@ from kdfair_cli.train.signals import stop_on_signals
 
 @with_train_options
 def command(
-    arch: str = typer.Option(..., "--arch", help="Student architecture, e.g. lenet5, or distilbert for text."),
+    arch: str = typer.Option(..., "--arch", help="Student architecture, e.g. lenet5, distilbert for text, or causal-lm "
+                      "(with --pretrained DIR and --dataset corpus)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     temperature: float = typer.Option(..., "--temperature", "-T", help="Softmax temperature T > 0."),
-    teacher: Path = typer.Option(None, "--teacher", help="Teacher model directory (online distillation)."),
+    teacher: Path = typer.Option(None, "--teacher", help="Teacher model directory (online distillation; a "
+                                 "local causal-LM directory for --arch causal-lm)."),
     teacher_logits: Path = typer.Option(None, "--teacher-logits", help="Teacher predictions on the train split "
-                                        "(offline distillation; the teacher runs once for a whole sweep)."),
+                                        "(offline distillation; the teacher runs once for a whole sweep); "
+                                        "for --arch causal-lm a top-k cache directory (kdfair predict "
+                                        "TEACHER --dataset corpus --top-k K)."),
     alpha: float = typer.Option(0.8, "--alpha", help="Weight of the DISTILLATION term: L = alpha*T^2*KL + "
                                 "(1-alpha)*CE. alpha=1 is pure distillation (some tools use the opposite)."),
     t2_scaling: bool = typer.Option(True, "--t2-scaling/--no-t2-scaling", help="Multiply the KL term by T^2 "
@@ -35,6 +39,8 @@ def command(
         kdfair predict runs/teacher-s0 --split train -o cache/teacher-s0-train.parquet
 
         kdfair distill --teacher-logits cache/teacher-s0-train.parquet --data data/trifeature --arch lenet5 -T 4 -o runs/ds-T4-s0
+
+        kdfair distill --teacher /models/teacher --arch causal-lm --pretrained /models/student --dataset corpus --data corpus.jsonl -T 2 -o runs/ds-T2
     """
     with stop_on_signals():  # a SIGTERM during set-up exits 143 too
         config, run = split_options(options)

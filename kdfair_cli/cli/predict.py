@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from kdfair_cli.cli.common import console
+from kdfair_cli.io.topk_cache import DEFAULT_TEMPERATURES, DEFAULT_TOP_K
+from kdfair_cli.train.config import DEFAULT_MAX_LENGTH
 
 
 def command(
@@ -31,6 +33,17 @@ def command(
                                         rich_help_panel="Causal LM"),
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Causal LM: items per resumable chunk "
                                    "(kept in OUT.parts/ until the file is written).", rich_help_panel="Causal LM"),
+    top_k: int = typer.Option(DEFAULT_TOP_K, "--top-k", help="Causal LM on --dataset corpus: teacher logits "
+                              "kept per token in the cache (OUT is then a cache directory for distill "
+                              "--teacher-logits).", rich_help_panel="Teacher cache"),
+    cache_temperatures: str = typer.Option(",".join(f"{t:g}" for t in DEFAULT_TEMPERATURES),
+                                           "--cache-temperatures", help="Temperatures the cache can serve "
+                                           "(the lumped tail mass is stored for each; 1 is always added).",
+                                           rich_help_panel="Teacher cache"),
+    max_length: int = typer.Option(DEFAULT_MAX_LENGTH, "--max-length", help="Tokens per corpus line: the "
+                                   "student's --max-length.", rich_help_panel="Teacher cache"),
+    force: bool = typer.Option(False, "--force", help="Overwrite a finished teacher cache.",
+                               rich_help_panel="Teacher cache"),
 ) -> None:
     """Write the predictions file of a model on one split (sample_id, label, pred, logits, attr_*).
 
@@ -39,7 +52,12 @@ def command(
         kdfair predict runs/teacher-s0 --split test -o preds/teacher-s0.parquet
 
         kdfair predict /models/Qwen2.5-1.5B --dataset bbq --data BBQ -o preds/qwen.parquet
+
+        kdfair predict /models/teacher --dataset corpus --data corpus.jsonl --top-k 64 -o cache/teacher
     """
+    if dataset == "corpus":
+        return _teacher_cache(model_dir, data, out, top_k, cache_temperatures, max_length, batch_size,
+                              device, force)
     from kdfair_cli.data.options import parse_dataset_options
     from kdfair_cli.inference import predict_split
     from kdfair_cli.io.atomic import check_writable
@@ -64,3 +82,19 @@ def command(
         if roles.get("undetermined"):
             console.print(f"[yellow]warning:[/] {roles['undetermined']} item(s) have answer roles that "
                           "could not be derived (role 'undetermined'; see docs/llm.md)")
+
+
+def _teacher_cache(model_dir: Path, data: Path | None, out: str, top_k: int, temperatures: str,
+                   max_length: int, batch_size: int | None, device: str, force: bool) -> None:
+    from kdfair_cli.errors import KdfairError
+    from kdfair_cli.lm_cache import write_teacher_cache
+
+    if data is None:
+        raise KdfairError("--dataset corpus needs --data CORPUS (a .jsonl file or a folder with train.jsonl)")
+    if out == "-":
+        raise KdfairError("a teacher cache is a directory: give -o DIR, not '-'")
+    manifest = write_teacher_cache(model_dir, data, out, top_k=top_k, temperatures=temperatures,
+                                   max_length=max_length, batch_size=batch_size or 8, device=device,
+                                   force=force)
+    console.print(f"{model_dir} on corpus {data}: {manifest['n_sequences']} lines, {manifest['n_tokens']} "
+                  f"tokens, top-{manifest['top_k']} -> {out}")

@@ -17,7 +17,7 @@ from kdfair_cli.train.signals import stop_on_signals
 def command(
     arch: str = typer.Option(..., "--arch", help="Architecture: resnet20/32/44/56/110, lenet5, a torchvision "
                               "model (resnet18, resnet50, densenet121, vit_b_16, ...); text: bert, distilbert, "
-                              "hf (with --pretrained)."),
+                              "hf (with --pretrained); causal-lm (with --pretrained DIR and --dataset corpus)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     role: str = typer.Option("", "--role", help="teacher or nds (default: nds for lenet5 and distilbert, else teacher)."),
     **options: Any,

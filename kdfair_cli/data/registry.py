@@ -17,6 +17,7 @@ DATASETS: dict[str, str] = {
     "hatexplain": "kdfair_cli.data.hatexplain:open_hatexplain",
     "textcsv": "kdfair_cli.data.textcsv:open_textcsv",
     "bbq": "kdfair_cli.data.bbq:open_bbq",
+    "corpus": "kdfair_cli.data.corpus:open_corpus",
     "cifar10": "kdfair_cli.data.cifar:open_cifar10",
     "cifar100": "kdfair_cli.data.cifar:open_cifar100",
     "svhn": "kdfair_cli.data.svhn:open_svhn",

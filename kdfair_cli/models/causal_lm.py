@@ -18,6 +18,7 @@ Never the hub: a MODEL that is not an existing directory is refused, every load 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -41,9 +43,18 @@ HUB_HINT = ("kdfair never downloads from the Hugging Face hub: download the mode
 
 
 def is_causal_lm_dir(path: str | Path) -> bool:
-    """A transformers save_pretrained folder (config.json) that is not a kdfair model directory."""
+    """A transformers save_pretrained folder (config.json) that is not a kdfair model directory,
+    or a kdfair model directory of a causal LM (`kdfair train-teacher/distill --arch causal-lm`)."""
     path = Path(path)
-    return path.is_dir() and (path / "config.json").is_file() and not (path / "model.json").exists()
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        return False
+    meta = path / "model.json"
+    if not meta.exists():
+        return True
+    try:
+        return json.loads(meta.read_text()).get("arch_family") == "causal-lm"
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
 
 
 def check_local_dir(path: str | Path) -> Path:
@@ -98,6 +109,7 @@ def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype | 
 
     _quiet()
     path = check_local_dir(path)
+    register_input(path, "model")
     if not (path / "config.json").is_file():
         raise KdfairError(f"{path} has no config.json: not a transformers model directory")
     tok_files = [path / f for f in TOKENIZER_FILES if (path / f).is_file()]

@@ -17,6 +17,8 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 SELECTIONS = ("last", "best")
 ROLES = ("teacher", "nds", "ds")
+#: Tokens per text (text classifiers) or corpus line (causal LMs); also the teacher cache's default.
+DEFAULT_MAX_LENGTH = 128
 #: Help panels of the generated options, in the order --help shows them.
 PANELS = ("Data", "Model", "Training", "Text", "Run")
 
@@ -53,7 +55,8 @@ class TrainConfig:
     """
 
     dataset: str = setting("Dataset: trifeature, cifar10, cifar100, svhn, celeba, imagefolder, "
-                           "hatexplain, textcsv.", panel="Data", cli_default="trifeature")
+                           "hatexplain, textcsv; corpus (a JSONL text corpus, for --arch causal-lm).",
+                           panel="Data", cli_default="trifeature")
     data: str = setting("Dataset folder (e.g. made by `kdfair data trifeature`).", panel="Data",
                         cli_type=Path)
     arch: str = setting("Architecture (declared by each command; a spec gives it per role).",
@@ -96,12 +99,14 @@ class TrainConfig:
         "Start from local weights: image archs a weight file (torch state dict or .safetensors) or a "
         "timm/HF model directory (model.safetensors + config.json; a classifier head of another shape "
         "is dropped); text archs a transformers model directory (never the hub; --arch hf, bert or "
-        "distilbert).", default=None, panel="Model", cli_type=Path)
+        "distilbert); --arch causal-lm a local causal-LM directory with its tokenizer (required).",
+        default=None, panel="Model", cli_type=Path)
     tokenizer: str | None = setting(
         "Text: a local tokenizer directory (e.g. the teacher's model dir); default: the --pretrained "
         "one, else a WordPiece tokenizer trained on the train split.", default=None, panel="Text",
         cli_type=Path)
-    max_length: int = setting("Text: tokens per post (truncate/pad).", default=128, panel="Text")
+    max_length: int = setting("Text: tokens per post (truncate/pad); causal LM: tokens per corpus line "
+                              "(cut on the right).", default=DEFAULT_MAX_LENGTH, panel="Text")
     model_config: str | None = setting(
         "Text: config overrides for --arch bert/distilbert, e.g. 'hidden=256,layers=4,heads=4,ffn=1024' "
         "(or raw config keys); timm: create_model arguments as JSON or key=value.", default=None,

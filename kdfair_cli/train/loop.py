@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,8 +28,30 @@ from kdfair_cli.train.distributed import DistEnv, all_sum, any_rank, shard
 from kdfair_cli.train.progress import EpochReporter
 from kdfair_cli.train.signals import stop_on_signals
 
-#: objective(logits, labels, sample_index, inputs) -> scalar loss
-Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+@dataclass
+class StepLoss:
+    """One batch's loss and what the epoch's accuracy counts: `correct` of `count` predictions
+    (samples for a classifier, learned tokens for a causal LM)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    count: int
+
+
+#: objective(model output, labels, sample_index, inputs) -> StepLoss
+Objective = Callable[[Any, torch.Tensor, torch.Tensor, Any], StepLoss]
+#: evaluator(model) -> (validation loss, validation accuracy)
+Evaluator = Callable[[nn.Module], tuple[float, float]]
+
+
+def classification(loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+                   ) -> Objective:
+    """A per-sample objective over logits [B, C]: accuracy counts argmax == label."""
+
+    def objective(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor, x: torch.Tensor) -> StepLoss:
+        return StepLoss(loss_fn(logits, y, index, x), (logits.detach().argmax(1) == y).sum(), len(index))
+
+    return objective
 
 
 class Diverged(Exception):
@@ -141,13 +164,15 @@ def _load_state(path: Path, run_hash: str, device: torch.device, inputs: dict[st
 
 def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective, device: torch.device,
         state_path: Path, resume: bool = False, name: str = "train", verbose: bool = True,
-        dist: DistEnv | None = None, inputs: dict[str, str] | None = None) -> FitResult:
+        dist: DistEnv | None = None, inputs: dict[str, str] | None = None,
+        evaluator: Evaluator | None = None) -> FitResult:
     """Train `model` for cfg.epochs; returns the selected weights and the per-epoch history.
 
     Under DDP (`dist` active, `model` wrapped in DistributedDataParallel) each rank trains on
     its shard of every epoch's order with a local batch of batch_size / world; only rank 0
     validates and saves the training state. `inputs` (input_identity) is recorded in the state;
-    --resume refuses a state whose inputs differ.
+    --resume refuses a state whose inputs differ. `evaluator` validates (default: classification
+    loss and accuracy on data.val).
     """
     inputs = inputs or {}
     dist = dist or DistEnv()
@@ -179,6 +204,7 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
             gen = augment_generator(cfg.seed, epoch, device)
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
+            counted = torch.zeros((), device=device, dtype=torch.long)
             batches = data.train.epoch(order, local_batch, cfg.augment, gen)
             for step, (index, x) in enumerate(batches):
                 if any_rank(flag["stop"], dist, device):
@@ -190,25 +216,29 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
                     group["lr"] = lr
                 y = data.train_labels[index]
                 with autocast(device, cfg.amp):
-                    logits = model(x)
-                    loss = objective(logits, y, index, x)
+                    step_loss = objective(model(x), y, index, x)
+                loss = step_loss.loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
-                loss_sum += loss.detach() * len(index)
-                correct += (logits.detach().argmax(1) == y).sum()
+                loss_sum += loss.detach() * step_loss.count
+                correct += step_loss.correct
+                counted += step_loss.count
                 if report.live:
-                    report.batch(float(loss), float(correct) / min(len(order), (step + 1) * local_batch))
+                    report.batch(float(loss), float(correct) / max(1, int(counted)))
             trained += n
             loss_sum, correct = all_sum(loss_sum, dist), all_sum(correct, dist)
+            counted = max(1, int(all_sum(counted, dist)))
             if not torch.isfinite(loss_sum):
                 raise Diverged(f"training diverged in epoch {epoch + 1}: the loss is not finite; "
                                "lower --lr or set --grad-clip (e.g. 5)")
-            record = {"epoch": epoch, "train_loss": float(loss_sum) / n_seen, "train_acc": float(correct) / n_seen,
+            record = {"epoch": epoch, "train_loss": float(loss_sum) / counted, "train_acc": float(correct) / counted,
                       "lr": lr, "seconds": time.perf_counter() - t0, "val_loss": None, "val_acc": None}
-            if data.val is not None and dist.main:
+            if evaluator is not None and dist.main:
+                record["val_loss"], record["val_acc"] = evaluator(inner)
+            elif data.val is not None and dist.main:
                 record["val_loss"], record["val_acc"] = evaluate(inner, data.val, data.val_labels,
                                                                  cfg.batch_size, cfg.amp)
             history.append(record)

@@ -22,13 +22,16 @@ from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import check_writable, refuse_input_target
 from kdfair_cli.io.modeldir import META, STATE, save_model_dir
+from kdfair_cli.models.lm_trainee import ARCH_FAMILY as LM_FAMILY, LM_ARCH, build_trainee, is_lm_arch
 from kdfair_cli.models.registry import arch_options, build_model, count_parameters, model_normalization
 from kdfair_cli.models.timm_models import apply_pretrained_config, data_config, describe, is_timm_arch
 from kdfair_cli.data.batches import Batches, make_batches
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train import distributed
 from kdfair_cli.train.kd_loss import kd_loss
-from kdfair_cli.train.loop import FitResult, LoopData, Objective, evaluate, fit, input_identity
+from kdfair_cli.train.loop import (
+    Evaluator, FitResult, LoopData, Objective, classification, evaluate, fit, input_identity,
+)
 from kdfair_cli.train.teacher import teacher_setup
 
 
@@ -59,9 +62,15 @@ def to_batches(dataset: Any, split: Split, info: DatasetInfo, device: torch.devi
 
 
 def _build(cfg: TrainConfig, info: DatasetInfo, train: Split) -> tuple[torch.nn.Module, dict | None]:
-    """The model to train, and for text models the facts model.json records under "text"."""
+    """The model to train, and for text models and causal LMs the facts model.json records
+    under "text" / "lm"."""
     from kdfair_cli.models.text import TEXT_ARCHS, is_text_arch
 
+    if is_lm_arch(cfg.arch) != (info.modality == "corpus"):
+        want = "--dataset corpus" if is_lm_arch(cfg.arch) else f"--arch {LM_ARCH}"
+        raise KdfairError(f"arch '{cfg.arch}' does not fit dataset {info.name} ({info.modality}); expected {want}")
+    if is_lm_arch(cfg.arch):
+        return build_trainee(cfg.pretrained, cfg.tokenizer, cfg.max_length)
     text_data = info.modality == "text"
     if is_text_arch(cfg.arch) != text_data:
         want = "a text dataset (hatexplain, textcsv)" if is_text_arch(cfg.arch) else \
@@ -89,17 +98,18 @@ def prepare_output(out: Path, resume: bool, force: bool) -> None:
 
 
 def hard_label_objective(cfg: TrainConfig) -> Objective:
-    return lambda logits, y, index, x: F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+    return classification(lambda logits, y, index, x: F.cross_entropy(logits.float(), y,
+                                                                      label_smoothing=cfg.label_smoothing))
 
 
 def kd_objective(teacher_fn, cfg: TrainConfig) -> Objective:
     """The paper's KD loss; teacher_fn(index, x) gives the teacher's logits for the batch."""
     assert cfg.temperature is not None and cfg.alpha is not None
 
-    def objective(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def loss(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return kd_loss(logits, teacher_fn(index, x), y, cfg.temperature, cfg.alpha, cfg.kd_scale_t2)
 
-    return objective
+    return classification(loss)
 
 
 #: Datasets that decode and resize every image on the fly: a timm model's input size is their
@@ -130,12 +140,12 @@ def prepare_model(cfg: TrainConfig, info: DatasetInfo, train: Split,
 
     A timm model loaded from a model directory takes that directory's pretrained config.
 
-    Returns (model, what --pretrained loaded for image archs, the text facts for text archs).
+    Returns (model, what --pretrained loaded for image archs, the facts of a text arch or causal LM).
     """
     torch.manual_seed(cfg.seed)
     model, text_meta = _build(cfg, info, train)
     pretrained = None
-    if cfg.pretrained and text_meta is None:  # text models load --pretrained in _build
+    if cfg.pretrained and text_meta is None:  # text models and causal LMs load --pretrained in _build
         from kdfair_cli.models.weights import load_pretrained
 
         pretrained = load_pretrained(model, cfg.pretrained)
@@ -183,14 +193,21 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
     model, pretrained, text_meta = prepare_model(cfg, info, train, device)
     if text_meta is None and (norm := model_normalization(model, info.input_shape[0])) is not None:
         info = dataclasses.replace(info, mean=norm[0], std=norm[1])  # what the model was made for
+    is_lm = is_lm_arch(cfg.arch)
+    train_b, train_y = to_batches(dataset, train, info, device, model)
+    val_b, val_y = to_batches(dataset, val, info, device, model)
     provenance: dict[str, Any] = {}
-    if cfg.role == "ds":
+    evaluator: Evaluator | None = None
+    if is_lm:  # next-token CE, or token-level KD (kdfair_cli.train.lm_teacher)
+        from kdfair_cli.train.lm_teacher import LOSS_CHUNK, lm_evaluator, lm_objective
+
+        objective, provenance = lm_objective(cfg, model, train_b, train, device)
+        evaluator = lm_evaluator(val_b, cfg.batch_size, cfg.amp)
+    elif cfg.role == "ds":
         teacher_fn, provenance = teacher_setup(cfg, info, train, device)
         objective = kd_objective(teacher_fn, cfg)
     else:
         objective = hard_label_objective(cfg)
-    train_b, train_y = to_batches(dataset, train, info, device, model)
-    val_b, val_y = to_batches(dataset, val, info, device, model)
     data = LoopData(train_b, train_y, val_b, val_y)
     trainee = model
     if env.active:
@@ -199,11 +216,14 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
     refuse_input_target(out)  # every input is read by now: none may live in the model being written
     result = fit(trainee, data, cfg, objective, device, out / STATE, resume=resume,
                  name=f"{cfg.role}:{cfg.arch}", verbose=verbose, dist=env,
-                 inputs=input_identity(info.fingerprint, provenance))
+                 inputs=input_identity(info.fingerprint, provenance), evaluator=evaluator)
     if not env.main:
         return None
     model.load_state_dict(result.state_dict)
-    val_loss, val_acc = evaluate(model, val_b, val_y, cfg.batch_size, cfg.amp)
+    if evaluator is not None:
+        val_loss, val_acc = evaluator(model)
+    else:
+        val_loss, val_acc = evaluate(model, val_b, val_y, cfg.batch_size, cfg.amp)
     meta = _model_meta(cfg, info, model, result, device, val_source, val_loss, val_acc, provenance)
     meta["dataset"]["open_options"] = dict(cfg.dataset_options)
     meta["pretrained"] = pretrained
@@ -213,7 +233,13 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
         meta["timm"] = describe(model)
     meta["distributed"] = env.to_json()
     write_weights = None
-    if text_meta is not None:  # save_pretrained output + tokenizer + model.json
+    if is_lm:  # save_pretrained output + tokenizer + model.json; accuracy is per learned token
+        meta.update(arch_family=LM_FAMILY, pretrained=None,
+                    lm={**text_meta, "train_tokens": int(train_b.enc.n_targets.sum()),
+                        "val_tokens": int(val_b.enc.n_targets.sum()), "loss_chunk": LOSS_CHUNK})
+        meta["selection"]["metric"] = "val_acc (next-token accuracy on the learned tokens)"
+        write_weights = model.write_dir
+    elif text_meta is not None:  # save_pretrained output + tokenizer + model.json
         from kdfair_cli.models.text import ARCH_FAMILY
 
         meta.update(arch_family=ARCH_FAMILY, text=text_meta)

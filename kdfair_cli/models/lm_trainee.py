@@ -1,0 +1,262 @@
+"""A causal LM as the training loop sees it: `--arch causal-lm --pretrained DIR --dataset corpus`.
+
+The loop calls `model(x)` with one tensor. For a causal LM, x is int64 [B, 3, L]: token ids,
+attention mask, and the learned mask (1 where the token at that position is a target: the
+text, or the response, and the EOS after it). Batches are padded on the right to their longest
+sequence. `forward` returns the base model's last hidden states [B, L, H], never the [B, L, V]
+logits: the loss (kdfair_cli.train.lm_kd_loss) applies the output embedding chunk by chunk.
+
+Tokenisation of a corpus line (also used by the teacher cache, kdfair_cli.lm_cache, so a cache
+and a student agree token for token): the tokenizer's leading special tokens (BOS) + ids(text)
++ [EOS]; for prompt/response: BOS + ids(prompt) + ids(response) + [EOS], prompt and response
+tokenised separately (as kdfair predict scores BBQ options: prompt, then continuation). The
+sequence is cut to max_length tokens on the right.
+
+Never the hub: the model and its tokenizer come from a local save_pretrained directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
+from kdfair_cli.models.causal_lm import TOKENIZER_FILES, _prefix_ids, _quiet, check_local_dir
+
+LM_ARCH = "causal-lm"
+ARCH_FAMILY = "causal-lm"
+
+
+def is_lm_arch(arch: str) -> bool:
+    return arch == LM_ARCH
+
+
+@dataclass
+class Encoded:
+    """A tokenised split, ragged: sequence i is ids[offsets[i]:offsets[i+1]]; its tokens at
+    positions >= learn_from[i] are targets (position 0 never is: nothing predicts it)."""
+
+    ids: np.ndarray  # int64 [total]
+    offsets: np.ndarray  # int64 [N + 1]
+    learn_from: np.ndarray  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.learn_from)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def n_targets(self) -> np.ndarray:
+        """Learned tokens per sequence."""
+        return np.maximum(self.lengths - self.learn_from, 0)
+
+    def targets(self) -> np.ndarray:
+        """Every learned token id, sequence by sequence in position order (the loss's row order)."""
+        pos = np.arange(len(self.ids)) - np.repeat(self.offsets[:-1], self.lengths)
+        return self.ids[pos >= np.repeat(self.learn_from, self.lengths)]
+
+
+def encode_corpus(tokenizer: Any, prompts: Any, responses: Any, max_length: int) -> Encoded:
+    """Tokenise corpus lines (see the module docstring)."""
+    prefix = _prefix_ids(tokenizer)
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    prompts, responses = [str(p) for p in prompts], [str(r) for r in responses]
+    p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+    r_ids = tokenizer(responses, add_special_tokens=False)["input_ids"] if responses else []
+    seqs, learn = [], []
+    for p, r in zip(p_ids, r_ids):
+        seq = (prefix + list(p) + list(r) + eos)[:max_length]
+        seqs.append(seq)
+        learn.append(max(1, len(prefix) + len(p)))
+    lengths = np.asarray([len(s) for s in seqs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.fromiter((t for s in seqs for t in s), dtype=np.int64, count=int(offsets[-1]))
+    return Encoded(ids, offsets, np.asarray(learn, dtype=np.int64))
+
+
+class LMBatches:
+    """[B, 3, L] batches (ids, attention mask, learned mask) of an Encoded split, padded right."""
+
+    def __init__(self, enc: Encoded, device: torch.device) -> None:
+        self.enc = enc
+        self.device = device
+        self._ids = torch.from_numpy(enc.ids)
+
+    def __len__(self) -> int:
+        return len(self.enc)
+
+    def get(self, index: torch.Tensor) -> torch.Tensor:
+        rows = index.cpu().numpy()
+        starts, lengths = self.enc.offsets[rows], self.enc.lengths[rows]
+        width = max(2, int(lengths.max()) if len(rows) else 2)
+        pos = np.arange(width)
+        valid = pos[None, :] < lengths[:, None]
+        flat = np.where(valid, starts[:, None] + pos[None, :], 0)
+        x = torch.zeros((len(rows), 3, width), dtype=torch.long)
+        x[:, 0] = torch.where(torch.from_numpy(valid), self._ids[torch.from_numpy(flat)], 0)
+        x[:, 1] = torch.from_numpy(valid)
+        x[:, 2] = torch.from_numpy(valid & (pos[None, :] >= self.enc.learn_from[rows][:, None]))
+        return x.to(self.device)
+
+    def epoch(self, order: torch.Tensor, batch_size: int, augment: bool,
+              generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            yield index, self.get(index)
+
+    def sequential(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self)
+        for start in range(0, n, batch_size):
+            index = torch.arange(start, min(start + batch_size, n), device=self.device)
+            yield index, self.get(index)
+
+
+def learned_rows(hidden: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden states that predict a learned token [N, H], those tokens [N]), row-major: sequence
+    by sequence, in position order (the order of Encoded.targets and of a teacher cache)."""
+    sel = x[:, 2, 1:].bool()
+    return hidden[:, :-1][sel], x[:, 0, 1:][sel]
+
+
+def tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
+    """What two tokenizers must share for token-level distillation: every token's id."""
+    vocab = tokenizer.get_vocab()
+    blob = json.dumps(sorted(vocab.items(), key=lambda kv: kv[1]), ensure_ascii=False).encode()
+    return {"size": len(vocab), "vocab_sha256": hashlib.sha256(blob).hexdigest(),
+            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+
+
+def check_same_tokenizer(teacher: Any, student: Any, teacher_name: str, student_name: str) -> None:
+    """KdfairError unless both tokenizers map every token to the same id (ids compared, not sizes)."""
+    tv, sv = teacher.get_vocab(), student.get_vocab()
+    if tv == sv:
+        return
+    t_ids = {i: t for t, i in tv.items()}
+    s_ids = {i: t for t, i in sv.items()}
+    differ = sorted(i for i in set(t_ids) | set(s_ids) if t_ids.get(i) != s_ids.get(i))
+    first = differ[0]
+    raise KdfairError(
+        f"the tokenizers of teacher {teacher_name} ({len(tv)} tokens) and student {student_name} "
+        f"({len(sv)} tokens) differ: id {first} is {t_ids.get(first)!r} in the teacher and "
+        f"{s_ids.get(first)!r} in the student ({len(differ)} id(s) differ); token-level "
+        "distillation needs the same tokenizer")
+
+
+class CausalLMTrainee(nn.Module):
+    """A transformers causal LM whose forward gives hidden states; `head` gives logits."""
+
+    def __init__(self, hf_model: nn.Module, tokenizer: Any, max_length: int) -> None:
+        super().__init__()
+        self.hf = hf_model
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.vocab = len(tokenizer)
+        if self.hf.base_model is self.hf or self.hf.get_output_embeddings() is None:
+            raise KdfairError(f"model type {self.hf.config.model_type} has no separate base model and "
+                              "output embedding; it cannot be trained as a causal LM here")
+        self.softcap = getattr(self.hf.config, "final_logit_softcapping", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hf.base_model(input_ids=x[:, 0], attention_mask=x[:, 1], use_cache=False).last_hidden_state
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.hf.get_output_embeddings()(hidden)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def encode_split(self, split: Any) -> Encoded:
+        if "response" not in split.extra:
+            raise KdfairError(f"split '{split.name}' is not a corpus split: --arch causal-lm trains on "
+                              "--dataset corpus")
+        return encode_corpus(self.tokenizer, split.extra["prompt"], split.extra["response"], self.max_length)
+
+    def make_batches(self, split: Any, device: torch.device) -> LMBatches:
+        return LMBatches(self.encode_split(split), device)
+
+    def write_dir(self, out: Path, state_dict: dict | None = None) -> None:
+        """save_pretrained (one model.safetensors) and the tokenizer into `out`, swapped in file by file."""
+        if state_dict is not None:
+            self.load_state_dict(state_dict)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".hf-", dir=out))
+        try:
+            self.hf.save_pretrained(tmp, safe_serialization=True, max_shard_size="1000GB")
+            self.tokenizer.save_pretrained(tmp)
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, out / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_lm_dir(path: str | Path, what: str) -> tuple[nn.Module, Any]:
+    """(AutoModelForCausalLM in float32, its tokenizer) from a local directory; `what` names it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet()
+    path = check_local_dir(path)
+    register_input(path, "model")
+    if not (path / "config.json").is_file():
+        raise KdfairError(f"{what} {path} has no config.json: not a transformers model directory")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise KdfairError(f"{what} {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KdfairError(f"{what} {path}: no loadable tokenizer ({str(exc).splitlines()[0]})") from exc
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32,
+                                                  trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise KdfairError(f"{what} {path}: cannot load a causal language model "
+                          f"({str(exc).splitlines()[0]})") from exc
+    if len(tok) > hf.get_output_embeddings().weight.shape[0]:
+        raise KdfairError(f"{what} {path}: the tokenizer has {len(tok)} tokens, the model's output "
+                          f"only {hf.get_output_embeddings().weight.shape[0]}")
+    return hf, tok
+
+
+def weights_sha256(path: str | Path) -> str:
+    """sha256 over the directory's weight files (names and bytes): the model's identity."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
+    if not files:
+        raise KdfairError(f"{path} has no weight files (*.safetensors or *.bin)")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 22):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def build_trainee(pretrained: str | None, tokenizer: str | None, max_length: int) -> tuple[CausalLMTrainee, dict]:
+    """The student (or NDS / teacher) to train from --pretrained, and what model.json records."""
+    if not pretrained:
+        raise KdfairError("--arch causal-lm needs --pretrained DIR: a local transformers causal-LM "
+                          "directory holding the initial weights and the tokenizer")
+    if tokenizer:
+        raise KdfairError("--tokenizer does not apply to --arch causal-lm: the tokenizer is the one "
+                          "saved in the --pretrained directory")
+    hf, tok = load_lm_dir(pretrained, "--pretrained")
+    trainee = CausalLMTrainee(hf, tok, max_length)
+    meta = {"model_type": hf.config.model_type, "pretrained": str(Path(pretrained).resolve()),
+            "pretrained_weights_sha256": weights_sha256(pretrained), "max_length": int(max_length),
+            "vocab": trainee.vocab, "tokenizer": tokenizer_identity(tok)}
+    return trainee, meta
+
