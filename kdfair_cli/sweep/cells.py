@@ -9,6 +9,8 @@ cells of one stage have contiguous indices (what a SLURM array needs):
     stage 3 distill   ds-T<T>-s<seed>
     stage 4 analyses  fair-<model id> (group + individual fairness), classes-T<T> (#TC, #SC)
 
+An LLM sweep's cells (kdfair_cli.sweep.llm_cells) add an audit stage before the analyses.
+
 A cell's hash covers its resolved configuration and the hashes of the cells it depends on, so
 a changed spec changes exactly the cells downstream of the change.
 """
@@ -17,53 +19,30 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kdfair_cli.sweep.analyses import TESTS
+from kdfair_cli.sweep.cell import STAGES, Cell, fmt_t, number
+from kdfair_cli.sweep.llm_cells import build_llm_cells
+from kdfair_cli.sweep.llm_spec import LLMSweepSpec
 from kdfair_cli.sweep.spec import SweepSpec
 
-#: Bump when the meaning of a cell's outputs changes: every cell reruns.
-CELL_FORMAT = 1
-STAGES = ("train", "cache", "distill", "analyses")
 CELL_JSON = "cell.json"
 LOCK = ".lock"
 STATUSES = ("done", "running", "missing", "failed")
-
-
-def fmt_t(t: float) -> str:
-    return f"{t:g}"
-
-
-@dataclass
-class Cell:
-    id: str
-    kind: str  # pairs | train | cache | fair | classes
-    stage: str
-    config: dict[str, Any]
-    deps: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    hash: str = ""
-    index: int = -1
-
-    def dir(self, sweep_dir: Path) -> Path:
-        return Path(sweep_dir) / "cells" / self.id
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def model_outputs() -> list[str]:
     return ["model/model.json", "preds.parquet", "metrics.json"]
 
 
-def build_cells(spec: SweepSpec) -> list[Cell]:
+def build_cells(spec: SweepSpec | LLMSweepSpec) -> list[Cell]:
     """Every cell of the spec in stage order, with indices and hashes."""
+    if isinstance(spec, LLMSweepSpec):
+        return build_llm_cells(spec)
     data = spec.data_identity()
     cells: list[Cell] = []
     models: list[str] = []
@@ -108,13 +87,7 @@ def build_cells(spec: SweepSpec) -> list[Cell]:
             deps = [f"teacher-s{s}" for s in spec.seeds] + [f"nds-s{s}" for s in spec.seeds] + ds
             cells.append(Cell(f"classes-T{fmt_t(t)}", "classes", "analyses", {"temperature": t}, deps=deps,
                               outputs=["metrics.json"]))
-    by_id: dict[str, Cell] = {}
-    for i, cell in enumerate(cells):
-        cell.index = i
-        cell.hash = _hash({"format": CELL_FORMAT, "id": cell.id, "kind": cell.kind, "config": cell.config,
-                           "deps": {d: by_id[d].hash for d in cell.deps}})
-        by_id[cell.id] = cell
-    return cells
+    return number(cells)
 
 
 def stage_ranges(cells: list[Cell]) -> dict[str, tuple[int, int]]:

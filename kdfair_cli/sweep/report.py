@@ -23,7 +23,7 @@ from kdfair_cli.errors import KdfairError, RunFailed
 from kdfair_cli.io.atomic import atomic_path, write_text_atomic
 from kdfair_cli.metrics.multiple_testing import adjust_pvalues
 from kdfair_cli.metrics.paired import welch_seeds
-from kdfair_cli.sweep.cells import damaged_output, is_done, read_record
+from kdfair_cli.sweep.cells import Cell, damaged_output, is_done, read_record
 from kdfair_cli.sweep.runner import cells_from_json, read_sweep_json
 
 MODEL_ORDER = {"teacher": 0, "nds": 1, "ds": 2}
@@ -53,18 +53,25 @@ def _load(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def missing_cells(cells: list[Cell], sweep_dir: Path) -> list[str]:
+    """The ids of the cells not done; RunFailed for a cell marked done whose outputs are unusable
+    (never left out silently)."""
+    missing = [c.id for c in cells if not is_done(c, sweep_dir)]
+    for c in cells:
+        rec = read_record(c.dir(sweep_dir)) if c.id in missing else None
+        if rec and rec.get("status") == "done" and rec.get("hash") == c.hash:
+            raise RunFailed(f"{sweep_dir}: cell {c.id} is marked done but {damaged_output(c, sweep_dir)}; "
+                            f"`kdfair sweep run SPEC -o {sweep_dir}` redoes it")
+    return missing
+
+
 def collect(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
     """results: one row per finished model (role, temperature, seed) with every metric."""
     sweep_dir = Path(sweep_dir)
     doc = read_sweep_json(sweep_dir)
     cells = cells_from_json(doc)
     cells_dir = sweep_dir / "cells"
-    missing = [c.id for c in cells if not is_done(c, sweep_dir)]
-    for c in cells:  # finished, by its record, but its outputs are unusable: never leave it out silently
-        rec = read_record(c.dir(sweep_dir)) if c.id in missing else None
-        if rec and rec.get("status") == "done" and rec.get("hash") == c.hash:
-            raise RunFailed(f"{sweep_dir}: cell {c.id} is marked done but {damaged_output(c, sweep_dir)}; "
-                            f"`kdfair sweep run SPEC -o {sweep_dir}` redoes it")
+    missing = missing_cells(cells, sweep_dir)
     classes = {}
     for c in cells:
         if c.kind == "classes" and c.id not in missing:
@@ -305,7 +312,7 @@ def _ds_line(ax, table: pd.DataFrame, metric: str, label: str = "DS", color: str
                        capsize=3, label=label, color=color)
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
@@ -334,7 +341,7 @@ def plot_group(table: pd.DataFrame, attributes: list[str], path: Path) -> Path |
             ax.set_title(f"{kind.upper()}, attribute {attr}")
             ax.legend(fontsize=8)
     fig.suptitle("Group fairness of the distilled student vs temperature")
-    _save(fig, path)
+    save_figure(fig, path)
     return path
 
 
@@ -357,7 +364,7 @@ def plot_classes(table: pd.DataFrame, path: Path) -> Path | None:
     h2, l2 = acc.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="best")
     ax.set_title("Class-wise bias vs temperature")
-    _save(fig, path)
+    save_figure(fig, path)
     return path
 
 
@@ -373,7 +380,7 @@ def plot_individual(table: pd.DataFrame, path: Path) -> Path | None:
     ax.set_ylabel("individual fairness score (lower is fairer)")
     ax.set_title("Individual fairness vs temperature")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
     return path
 
 

@@ -22,18 +22,16 @@ from typing import Any
 from kdfair_cli.env import env_int
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import write_text_atomic
-from kdfair_cli.sweep import analyses
+from kdfair_cli.sweep import analyses, llm_work
+from kdfair_cli.sweep.cell import CellInterrupted
 from kdfair_cli.sweep.cells import (
     CELL_JSON, LOCK, Cell, CellLock, build_cells, cell_status, is_done, read_record, write_record,
 )
+from kdfair_cli.sweep.llm_spec import LLMSweepSpec
 from kdfair_cli.sweep.spec import SweepSpec
 
 SWEEP_JSON = "sweep.json"
 Log = Callable[[str], None]
-
-
-class CellInterrupted(Exception):
-    """SIGTERM/SIGINT while a cell trained: its state is saved and a rerun resumes it."""
 
 
 @dataclass
@@ -49,13 +47,19 @@ class RunSummary:
         return not (self.failed or self.blocked or self.busy)
 
 
-def write_sweep_json(spec: SweepSpec, cells: list[Cell], sweep_dir: Path) -> None:
+def _spec_record(spec: SweepSpec | LLMSweepSpec) -> dict[str, Any]:
+    if isinstance(spec, LLMSweepSpec):
+        return spec.record()
+    return {"spec": str(spec.source), "name": spec.name, "seeds": spec.seeds, "temperatures": spec.temperatures,
+            "alpha": spec.alpha, "t2_scaling": spec.t2_scaling, "distillation": spec.distillation,
+            "dataset": spec.dataset, "data": str(spec.data_path), "roles": spec.roles,
+            "group_attributes": spec.group_attributes, "pairs": spec.pairs}
+
+
+def write_sweep_json(spec: SweepSpec | LLMSweepSpec, cells: list[Cell], sweep_dir: Path) -> None:
     """The resolved spec and the cell table, for status and report (same content from every run)."""
     doc = {
-        "schema": "kdfair.sweep/1",
-        "spec": str(spec.source), "name": spec.name, "seeds": spec.seeds, "temperatures": spec.temperatures,
-        "alpha": spec.alpha, "t2_scaling": spec.t2_scaling, "distillation": spec.distillation, "dataset": spec.dataset, "data": str(spec.data_path),
-        "roles": spec.roles, "group_attributes": spec.group_attributes, "pairs": spec.pairs,
+        "schema": "kdfair.sweep/1", **_spec_record(spec),
         "cells": [{"index": c.index, "id": c.id, "kind": c.kind, "stage": c.stage, "hash": c.hash,
                    "deps": c.deps, "outputs": c.outputs, "config": c.config} for c in cells],
     }
@@ -84,21 +88,33 @@ def cells_from_json(doc: dict[str, Any]) -> list[Cell]:
             for c in doc["cells"]]
 
 
-def prepare_data(spec: SweepSpec, log: Log) -> None:
-    """Generate the Trifeature folder if the spec asks for it and it is missing (once, under a lock)."""
-    if spec.generate is None or (spec.data_path / "manifest.json").exists():
+def _generate_once(path: Path, made: Callable[[], bool], make: Callable[[], Any], what: str, log: Log) -> None:
+    """Make generated data at `path` once: a second process waits on the lock, then finds it made."""
+    if made():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.parent / f".{path.name}.lock"
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        if not made():
+            log(f"generating {what} into {path} ...")
+            t0 = time.time()
+            make()
+            log(f"generated {what} in {time.time() - t0:.0f}s")
+
+
+def prepare_data(spec: SweepSpec | LLMSweepSpec, log: Log) -> None:
+    """Generate the spec's data folder (Trifeature, or the LLM toy) if it asks for it and it is missing."""
+    if spec.generate is None:
+        return
+    if isinstance(spec, LLMSweepSpec):
+        _generate_once(spec.data_path, lambda: llm_work.toy_made(spec), lambda: llm_work.make_toy(spec),
+                       "the LLM toy", log)
         return
     from kdfair_cli.data.trifeature import generate_trifeature
 
-    spec.data_path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = spec.data_path.parent / f".{spec.data_path.name}.lock"
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # a second process waits here, then finds the data
-        if not (spec.data_path / "manifest.json").exists():
-            log(f"generating Trifeature into {spec.data_path} ...")
-            t0 = time.time()
-            generate_trifeature(spec.data_path, **spec.generate)
-            log(f"generated Trifeature in {time.time() - t0:.0f}s")
+    _generate_once(spec.data_path, lambda: (spec.data_path / "manifest.json").exists(),
+                   lambda: generate_trifeature(spec.data_path, **spec.generate), "Trifeature", log)
 
 
 # --------------------------------------------------------------------------------- one cell
@@ -194,7 +210,7 @@ def _pairs_work(spec: SweepSpec, cell: Cell, sweep_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def run_cell(spec: SweepSpec, cell: Cell, sweep_dir: Path, by_id: dict[str, Cell], *, device: str,
+def run_cell(spec: SweepSpec | LLMSweepSpec, cell: Cell, sweep_dir: Path, by_id: dict[str, Cell], *, device: str,
              verbose: bool, log: Log) -> str:
     """Run one cell unless done; returns done | ran | busy | blocked | failed.
 
@@ -238,6 +254,14 @@ def run_cell(spec: SweepSpec, cell: Cell, sweep_dir: Path, by_id: dict[str, Cell
                 result = _classes_work(spec, cell, sweep_dir)
             elif cell.kind == "pairs":
                 result = _pairs_work(spec, cell, sweep_dir)
+            elif cell.kind == "lm-train":
+                result = llm_work.lm_train_work(spec, cell, sweep_dir, device, verbose)
+            elif cell.kind == "lm-cache":
+                result = llm_work.lm_cache_work(spec, cell, sweep_dir, device, verbose)
+            elif cell.kind == "audit":
+                result = llm_work.audit_work(spec, cell, sweep_dir, device)
+            elif cell.kind == "compare":
+                result = llm_work.compare_work(spec, cell, sweep_dir)
             else:  # pragma: no cover
                 raise RuntimeError(f"unknown cell kind {cell.kind}")
         except CellInterrupted:
@@ -271,7 +295,7 @@ def index_from_env(index: int | None) -> int | None:
     return index if index is not None else env_int("SLURM_ARRAY_TASK_ID")
 
 
-def run_sweep(spec: SweepSpec, sweep_dir: str | Path, *, index: int | None = None, stage: str | None = None,
+def run_sweep(spec: SweepSpec | LLMSweepSpec, sweep_dir: str | Path, *, index: int | None = None, stage: str | None = None,
               device: str | None = None, verbose: bool = False, log: Log = print) -> RunSummary:
     """Run every cell not yet done (in order), or only cell `index`, or only one stage."""
     sweep_dir = Path(sweep_dir)
@@ -293,7 +317,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, *, index: int | None = Non
     return summary
 
 
-def sweep_status(sweep_dir: str | Path, spec: SweepSpec | None = None) -> list[dict[str, Any]]:
+def sweep_status(sweep_dir: str | Path, spec: SweepSpec | LLMSweepSpec | None = None) -> list[dict[str, Any]]:
     """One row per cell: index, id, stage, status (done/running/missing/failed), note."""
     sweep_dir = Path(sweep_dir)
     cells = build_cells(spec) if spec is not None else cells_from_json(read_sweep_json(sweep_dir))

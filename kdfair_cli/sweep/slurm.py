@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdfair_cli.io.atomic import write_text_atomic
+from kdfair_cli.sweep.cell import STAGES
 from kdfair_cli.sweep.cells import build_cells, stage_ranges
+from kdfair_cli.sweep.llm_spec import LLMSweepSpec
 from kdfair_cli.sweep.spec import SweepSpec
+
+#: The stages run as arrays (one task per cell), numbered by their place in STAGES; the analyses
+#: (CPU, one job) come last, numbered after the last array: 04-analyses for classifiers,
+#: 05-analyses for LLM sweeps, which have the audit array as 04.
+ARRAY_STAGES = STAGES[:-1]
 
 
 @dataclass
@@ -83,7 +90,7 @@ exit "$status"
 """
 
 
-def write_slurm(spec: SweepSpec, sweep_dir: str | Path, out_dir: str | Path, opts: SlurmOptions) -> list[Path]:
+def write_slurm(spec: SweepSpec | LLMSweepSpec, sweep_dir: str | Path, out_dir: str | Path, opts: SlurmOptions) -> list[Path]:
     """Write one sbatch script per stage and submit.sh; returns the paths written."""
     sweep_dir = Path(sweep_dir).resolve()
     out_dir = Path(out_dir)
@@ -94,9 +101,11 @@ def write_slurm(spec: SweepSpec, sweep_dir: str | Path, out_dir: str | Path, opt
     kd = opts.kdfair
     written: list[Path] = []
     jobs: list[tuple[str, Path]] = []
-    for num, stage in enumerate(("train", "cache", "distill"), start=1):
+    last = 0
+    for num, stage in enumerate(ARRAY_STAGES, start=1):
         if stage not in ranges:
             continue
+        last = num
         lo, hi = ranges[stage]
         # The array index is the global cell index: `sweep run` reads SLURM_ARRAY_TASK_ID.
         command = f'{kd} sweep run "$SPEC" -o "$SWEEP_DIR" --index "$SLURM_ARRAY_TASK_ID"'
@@ -110,10 +119,12 @@ def write_slurm(spec: SweepSpec, sweep_dir: str | Path, out_dir: str | Path, opt
     # Analyses (cheap, CPU): every remaining cell in one job, then the report.
     command = f'{kd} sweep run "$SPEC" -o "$SWEEP_DIR" --stage analyses && {kd} report "$SWEEP_DIR"'
     text = _header("kdfair-analyses", opts, log_dir, array=None, gpus=0, time=opts.analyses_time)
-    text += "# Stage 4 (analyses): group/individual fairness per model, #TC/#SC per temperature, report.\n"
+    what = ("DS vs NDS per temperature (paired tests, flips)" if isinstance(spec, LLMSweepSpec)
+            else "group/individual fairness per model, #TC/#SC per temperature")
+    text += f"# Stage {last + 1} (analyses): {what}, report.\n"
     text += "unset SLURM_ARRAY_TASK_ID\n"
     text += _RUN.format(spec=q(str(spec.source)), sweep_dir=q(str(sweep_dir)), command=command)
-    path = out_dir / "04-analyses.sbatch"
+    path = out_dir / f"{last + 1:02d}-analyses.sbatch"
     write_text_atomic(path, text)
     written.append(path)
     jobs.append(("analyses", path))

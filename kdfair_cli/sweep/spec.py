@@ -7,7 +7,6 @@ and is raised as KdfairError (one line, exit code 2). See docs/sweep.md for the 
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,8 +15,11 @@ from typing import Any
 
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import register_input
+from kdfair_cli.sweep.llm_spec import LLMSweepSpec, parse_llm_spec
+from kdfair_cli.sweep.spec_common import (
+    GRID_KEYS, check_device_available, check_top_level, check_type, parse_grid, resolve, spec_kind, table, where,
+)
 from kdfair_cli.train.config import TrainConfig, spec_keys
-from kdfair_cli.train.device import check_device_name
 
 ROLES = ("teacher", "nds", "ds")
 PAIR_SOURCES = ("knn", "twins", "none")
@@ -25,13 +27,7 @@ PAIR_SOURCES = ("knn", "twins", "none")
 #: Training settings a spec may give per role (and in [train] for all roles), with their types:
 #: the TrainConfig fields marked spec=True.
 TRAIN_KEYS: dict[str, type] = spec_keys()
-SWEEP_KEYS: dict[str, type] = {
-    "name": str, "seeds": list, "temperatures": list, "alpha": float, "t2_scaling": bool, "device": str,
-    "distillation": str,
-}
-#: offline: each teacher's train logits are cached once and every temperature reads them (cheap;
-#: the targets are of un-augmented images). online: the teacher runs on each augmented batch.
-DISTILLATION_MODES = ("offline", "online")
+SWEEP_KEYS: dict[str, type] = GRID_KEYS
 DATA_KEYS: dict[str, type] = {"dataset": str, "path": str, "generate": dict}
 GENERATE_KEYS: dict[str, type] = {
     "image_size": int, "train_per_combination": int, "val_per_combination": int,
@@ -106,6 +102,7 @@ compare_classes = true                    # #TC and #SC per temperature (needs >
 class SweepSpec:
     """A validated spec; paths are absolute."""
 
+    kind = "classifier"
     source: Path
     name: str
     seeds: list[int]
@@ -128,15 +125,9 @@ class SweepSpec:
     def check_runnable(self, device: str | None = None) -> None:
         """What a run needs from this machine, checked before any cell starts: the device, and
         the data folder unless the spec generates it."""
-        from kdfair_cli.train.device import resolve_device
-
-        try:
-            resolve_device(device or self.device)
-        except KdfairError as exc:
-            where = "--device" if device else _where(self.source, "sweep.device")
-            raise KdfairError(f"{where}: {str(exc).removeprefix('--device ')}") from None
+        check_device_available(self.source, self.device, device)
         if self.generate is None and not self.data_path.exists():
-            raise KdfairError(f"{_where(self.source, 'data.path')}: {self.data_path} does not exist "
+            raise KdfairError(f"{where(self.source, 'data.path')}: {self.data_path} does not exist "
                               "(add [data.generate] to make Trifeature there)")
 
     def data_identity(self) -> dict[str, Any]:
@@ -157,44 +148,7 @@ class SweepSpec:
         return cfg
 
 
-def _where(source: Path, key: str) -> str:
-    return f"{source}: {key}"
-
-
-def _check_type(source: Path, key: str, value: Any, expected: type) -> Any:
-    ok = {
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        bool: isinstance(value, bool),
-        str: isinstance(value, str),
-        list: isinstance(value, list),
-        dict: isinstance(value, dict),
-    }[expected]
-    if not ok:
-        names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-                 list: "a list", dict: "a table"}
-        raise KdfairError(f"{_where(source, key)}: expected {names[expected]}, got {value!r}")
-    if expected is float:
-        value = float(value)
-        if not math.isfinite(value):
-            raise KdfairError(f"{_where(source, key)}: expected a finite number, got {value!r}")
-    return value
-
-
-def _table(source: Path, doc: dict, name: str, keys: dict[str, type]) -> dict[str, Any]:
-    raw = doc.get(name, {})
-    if not isinstance(raw, dict):
-        raise KdfairError(f"{_where(source, name)}: expected a table [{name}], got {raw!r}")
-    out = {}
-    for key, value in raw.items():
-        if key not in keys:
-            raise KdfairError(f"{_where(source, f'{name}.{key}')}: unknown key; expected one of: "
-                              f"{', '.join(keys)}")
-        out[key] = _check_type(source, f"{name}.{key}", value, keys[key])
-    return out
-
-
-def load_spec(path: str | Path) -> SweepSpec:
+def load_spec(path: str | Path) -> SweepSpec | LLMSweepSpec:
     """Read and validate a spec file; KdfairError names the key at fault."""
     source = Path(path)
     if not source.is_file():
@@ -209,122 +163,90 @@ def load_spec(path: str | Path) -> SweepSpec:
     return parse_spec(doc, source)
 
 
-def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec:
+def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec | LLMSweepSpec:
+    """The spec of its [sweep] kind: classifier (below) or llm (kdfair_cli.sweep.llm_spec)."""
     source = Path(source)
+    if spec_kind(source, doc) == "llm":
+        return parse_llm_spec(doc, source)
     base = source.resolve().parent
-    for key in doc:
-        if key not in TOP_KEYS:
-            raise KdfairError(f"{_where(source, key)}: unknown key; expected tables: {', '.join(TOP_KEYS)}")
-    sweep = _table(source, doc, "sweep", SWEEP_KEYS)
-    data = _table(source, doc, "data", DATA_KEYS)
-    analyses = _table(source, doc, "analyses", ANALYSES_KEYS)
-    common = _table(source, doc, "train", TRAIN_KEYS)
-    per_role = {role: _table(source, doc, role, TRAIN_KEYS) for role in ROLES}
+    check_top_level(source, doc, TOP_KEYS)
+    sweep = table(source, doc, "sweep", SWEEP_KEYS)
+    data = table(source, doc, "data", DATA_KEYS)
+    analyses = table(source, doc, "analyses", ANALYSES_KEYS)
+    common = table(source, doc, "train", TRAIN_KEYS)
+    per_role = {role: table(source, doc, role, TRAIN_KEYS) for role in ROLES}
 
     # --- data
     if "dataset" not in data:
-        raise KdfairError(f"{_where(source, 'data.dataset')}: missing; name the dataset, e.g. "
+        raise KdfairError(f"{where(source, 'data.dataset')}: missing; name the dataset, e.g. "
                           f"dataset = \"trifeature\"")
     from kdfair_cli.data.registry import DATASETS
 
     if data["dataset"] not in DATASETS:
-        raise KdfairError(f"{_where(source, 'data.dataset')}: unknown dataset '{data['dataset']}'; "
+        raise KdfairError(f"{where(source, 'data.dataset')}: unknown dataset '{data['dataset']}'; "
                           f"expected one of: {', '.join(sorted(DATASETS))}")
     if "path" not in data:
-        raise KdfairError(f"{_where(source, 'data.path')}: missing; give the dataset folder")
-    data_path = Path(data["path"])
-    data_path = (data_path if data_path.is_absolute() else base / data_path).resolve()
+        raise KdfairError(f"{where(source, 'data.path')}: missing; give the dataset folder")
+    data_path = resolve(base, data["path"])
     generate = None
     if "generate" in data:
         if data["dataset"] != "trifeature":
-            raise KdfairError(f"{_where(source, 'data.generate')}: only trifeature can be generated")
+            raise KdfairError(f"{where(source, 'data.generate')}: only trifeature can be generated")
         generate = {}
         for key, value in data["generate"].items():
             if key not in GENERATE_KEYS:
-                raise KdfairError(f"{_where(source, f'data.generate.{key}')}: unknown key; expected one of: "
+                raise KdfairError(f"{where(source, f'data.generate.{key}')}: unknown key; expected one of: "
                                   f"{', '.join(GENERATE_KEYS)}")
-            generate[key] = _check_type(source, f"data.generate.{key}", value, GENERATE_KEYS[key])
+            generate[key] = check_type(source, f"data.generate.{key}", value, GENERATE_KEYS[key])
             if key != "spurious" and key != "seed" and generate[key] <= 0:
-                raise KdfairError(f"{_where(source, f'data.generate.{key}')}: must be positive, got {value}")
+                raise KdfairError(f"{where(source, f'data.generate.{key}')}: must be positive, got {value}")
         if not 0 <= generate.get("spurious", 0.0) <= 1:
-            raise KdfairError(f"{_where(source, 'data.generate.spurious')}: must be in [0, 1]")
+            raise KdfairError(f"{where(source, 'data.generate.spurious')}: must be in [0, 1]")
 
-    # --- grid
-    seeds = sweep.get("seeds", [0])
-    if not seeds:
-        raise KdfairError(f"{_where(source, 'sweep.seeds')}: give at least one seed")
-    for s in seeds:
-        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-            raise KdfairError(f"{_where(source, 'sweep.seeds')}: seeds must be integers >= 0, got {s!r}")
-    if len(set(seeds)) != len(seeds):
-        raise KdfairError(f"{_where(source, 'sweep.seeds')}: seeds repeat: {seeds}")
-    temps = sweep.get("temperatures")
-    if not temps:
-        raise KdfairError(f"{_where(source, 'sweep.temperatures')}: missing; give a list such as [1, 2, 5, 10]")
-    temperatures: list[float] = []
-    for t in temps:
-        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
-            raise KdfairError(f"{_where(source, 'sweep.temperatures')}: temperatures must be positive "
-                              f"numbers, got {t!r}")
-        temperatures.append(float(t))
-    if len(set(temperatures)) != len(temperatures):
-        raise KdfairError(f"{_where(source, 'sweep.temperatures')}: temperatures repeat: {temps}")
-    distillation = sweep.get("distillation", "offline")
-    if distillation not in DISTILLATION_MODES:
-        raise KdfairError(f"{_where(source, 'sweep.distillation')}: '{distillation}': expected "
-                          f"{'|'.join(DISTILLATION_MODES)}")
-    alpha = sweep.get("alpha", 0.8)
-    if not 0 <= alpha <= 1:
-        raise KdfairError(f"{_where(source, 'sweep.alpha')}: must be in [0, 1], got {alpha}")
+    grid = parse_grid(source, sweep)
 
     # --- roles: [train] for all, then the role's table; ds inherits the nds settings.
     roles: dict[str, dict[str, Any]] = {}
     for role in ROLES:
         settings = {**common, **(per_role["nds"] if role == "ds" else {}), **per_role[role]}
         if "arch" not in settings:
-            raise KdfairError(f"{_where(source, f'{role}.arch')}: missing; name the {role} architecture")
+            raise KdfairError(f"{where(source, f'{role}.arch')}: missing; name the {role} architecture")
         from kdfair_cli.models.registry import check_arch
 
         try:
             check_arch(settings["arch"])
         except KdfairError as exc:
-            raise KdfairError(f"{_where(source, f'{role}.arch')}: {exc}") from None
+            raise KdfairError(f"{where(source, f'{role}.arch')}: {exc}") from None
         roles[role] = settings
 
     # --- analyses
     pairs = analyses.get("pairs", "none")
     if pairs not in PAIR_SOURCES:
-        raise KdfairError(f"{_where(source, 'analyses.pairs')}: '{pairs}': expected {'|'.join(PAIR_SOURCES)}")
+        raise KdfairError(f"{where(source, 'analyses.pairs')}: '{pairs}': expected {'|'.join(PAIR_SOURCES)}")
     group_attributes = analyses.get("group_attributes", [])
     for a in group_attributes:
         if not isinstance(a, str) or not a:
-            raise KdfairError(f"{_where(source, 'analyses.group_attributes')}: expected attribute names, got {a!r}")
+            raise KdfairError(f"{where(source, 'analyses.group_attributes')}: expected attribute names, got {a!r}")
     if pairs == "twins" and "pairs_attribute" not in analyses:
-        raise KdfairError(f"{_where(source, 'analyses.pairs_attribute')}: missing; twins pairs need the "
+        raise KdfairError(f"{where(source, 'analyses.pairs_attribute')}: missing; twins pairs need the "
                           f"attribute that differs within a pair")
     k = analyses.get("pairs_k", 5)
     if k <= 0:
-        raise KdfairError(f"{_where(source, 'analyses.pairs_k')}: must be positive, got {k}")
-    device = sweep.get("device", "auto")
-    try:
-        check_device_name(device)
-    except KdfairError as exc:
-        raise KdfairError(f"{_where(source, 'sweep.device')}: {str(exc).removeprefix('--device ')}") from None
+        raise KdfairError(f"{where(source, 'analyses.pairs_k')}: must be positive, got {k}")
     split = analyses.get("split", "test")
     if split == "train":
-        raise KdfairError(f"{_where(source, 'analyses.split')}: analyse a held-out split, not train")
+        raise KdfairError(f"{where(source, 'analyses.split')}: analyse a held-out split, not train")
 
     spec = SweepSpec(
-        source=source.resolve(), name=sweep.get("name", source.stem), seeds=list(seeds),
-        temperatures=temperatures, alpha=float(alpha), t2_scaling=sweep.get("t2_scaling", True),
-        device=device, dataset=data["dataset"], data_path=data_path, generate=generate,
-        roles=roles, split=split, group_attributes=list(group_attributes), pairs=pairs,
-        pairs_attribute=analyses.get("pairs_attribute"), pairs_k=k,
-        compare_classes=analyses.get("compare_classes", True), distillation=distillation,
+        source=source.resolve(), name=grid.name, seeds=grid.seeds, temperatures=grid.temperatures,
+        alpha=grid.alpha, t2_scaling=grid.t2_scaling, device=grid.device, dataset=data["dataset"],
+        data_path=data_path, generate=generate, roles=roles, split=split,
+        group_attributes=list(group_attributes), pairs=pairs, pairs_attribute=analyses.get("pairs_attribute"),
+        pairs_k=k, compare_classes=analyses.get("compare_classes", True), distillation=grid.distillation,
     )
     # Every training config must pass the trainer's own checks now, not hours later.
     for role in ROLES:
-        cfg = spec.train_config(role, seeds[0], str(base / ".check"), temperature=temperatures[0],
+        cfg = spec.train_config(role, grid.seeds[0], str(base / ".check"), temperature=grid.temperatures[0],
                                 teacher_logits="cache.parquet")
         try:
             cfg.validate()

@@ -1,0 +1,228 @@
+"""The LLM sweep spec (`[sweep] kind = "llm"`): causal LMs distilled over a temperature grid and
+audited on BBQ. Parsed and validated completely before any work starts; every error names the
+spec file and the key (docs/llm.md, "The LLM sweep").
+
+Tables: [sweep] (the grid, as for classifiers, plus top_k), [data] (corpus, bbq, and path with
+[data.generate] for `kdfair data llm-toy`), [train] (every role), [teacher] (its pretrained
+directory, used as is, or trained first on its own corpus), [student] (the initial weights and
+settings of the NDS and the DS), [nds], [ds] (overrides), [audit] (scoring and statistics).
+The training keys are TrainConfig's spec keys (one declaration: kdfair_cli.train.config) less
+those the causal-LM path does not use, plus max_length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from kdfair_cli.api.bias_score import bias_score
+from kdfair_cli.data.llm_toy_options import DEFAULTS as TOY_DEFAULTS, check_options as check_toy_options
+from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.topk_cache import DEFAULT_TOP_K
+from kdfair_cli.lm_inference import SCORING, parse_template, predict_causal_lm
+from kdfair_cli.sweep.spec_common import (
+    GRID_KEYS, check_device_available, check_top_level, parse_grid, resolve, table, where,
+)
+from kdfair_cli.train.config import TrainConfig, setting_types, spec_keys
+
+ROLES = ("teacher", "nds", "ds")
+TOP_KEYS = ("sweep", "data", "train", "teacher", "student", "nds", "ds", "audit")
+SWEEP_KEYS: dict[str, type] = {**GRID_KEYS, "top_k": int}
+DATA_KEYS: dict[str, type] = {"corpus": str, "bbq": str, "path": str, "generate": dict}
+GENERATE_KEYS: dict[str, type] = {k: type(v) for k, v in TOY_DEFAULTS.items()}
+#: Spec keys of TrainConfig the causal-LM path does not read: the architecture is causal-lm, and
+#: image augmentation and label smoothing do not apply to next-token learning.
+NOT_FOR_LM = ("arch", "augment", "label_smoothing")
+TRAIN_KEYS: dict[str, type] = {**{k: t for k, t in spec_keys().items() if k not in NOT_FOR_LM},
+                               "max_length": setting_types()["max_length"]}
+TEACHER_KEYS: dict[str, type] = {"pretrained": str, "corpus": str, "seed": int, **TRAIN_KEYS}
+STUDENT_KEYS: dict[str, type] = {"pretrained": str, **TRAIN_KEYS}
+#: [audit] key -> (function, its parameter): the defaults are those of `kdfair predict --dataset bbq`
+#: and `kdfair bias-score`, read from the functions themselves.
+_AUDIT_PARAMS = {"lm_score": (predict_causal_lm, "lm_score"), "batch_size": (predict_causal_lm, "batch_size"),
+                 "bootstrap": (bias_score, "n_boot"), "permutations": (bias_score, "n_perm"),
+                 "confidence": (bias_score, "confidence"), "seed": (bias_score, "seed")}
+AUDIT_DEFAULTS: dict[str, Any] = {
+    "prompt_template": parse_template(None),
+    **{k: inspect.signature(f).parameters[p].default for k, (f, p) in _AUDIT_PARAMS.items()},
+}
+AUDIT_KEYS: dict[str, type] = {k: type(v) for k, v in AUDIT_DEFAULTS.items()}
+
+
+@dataclass
+class LLMSweepSpec:
+    """A validated LLM spec; paths are absolute."""
+
+    kind = "llm"
+    source: Path
+    name: str
+    seeds: list[int]
+    temperatures: list[float]
+    alpha: float
+    t2_scaling: bool
+    distillation: str
+    device: str
+    top_k: int
+    corpus: Path
+    bbq: Path
+    data_path: Path | None
+    generate: dict[str, Any] | None
+    teacher_pretrained: Path
+    teacher_corpus: Path | None  # None: the teacher is used as it is
+    teacher_seed: int
+    student_pretrained: Path
+    roles: dict[str, dict[str, Any]]  # role -> training settings (the teacher's only when trained)
+    audit: dict[str, Any]
+
+    @property
+    def teacher_trained(self) -> bool:
+        return self.teacher_corpus is not None
+
+    def inputs(self) -> dict[str, Path]:
+        """Spec key -> the path it names, for every input the sweep reads."""
+        paths = {"data.corpus": self.corpus, "data.bbq": self.bbq, "teacher.pretrained": self.teacher_pretrained,
+                 "student.pretrained": self.student_pretrained}
+        if self.teacher_corpus is not None:
+            paths["teacher.corpus"] = self.teacher_corpus
+        return paths
+
+    def check_runnable(self, device: str | None = None) -> None:
+        """Before any cell starts: the device, and every input unless [data.generate] makes it."""
+        check_device_available(self.source, self.device, device)
+        for key, path in self.inputs().items():
+            generated = self.generate is not None and self.data_path is not None and path.is_relative_to(self.data_path)
+            if not generated and not path.exists():
+                raise KdfairError(f"{where(self.source, key)}: {path} does not exist"
+                                  + ("" if self.generate else " (add [data.generate] to make the toy there)"))
+
+    def setting(self, role: str, key: str) -> Any:
+        """A training setting of `role` as the trainer will use it (the spec's, else the default)."""
+        if key in self.roles[role]:
+            return self.roles[role][key]
+        return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == key)
+
+    def data_identity(self) -> dict[str, Any]:
+        """What identifies the data in every cell's hash (paths; the toy's options when generated)."""
+        return {"corpus": str(self.corpus), "generate": self.generate}
+
+    def train_config(self, role: str, seed: int, out: str, *, temperature: float | None = None,
+                     teacher_logits: str | None = None, teacher: str | None = None) -> TrainConfig:
+        from kdfair_cli.models.lm_trainee import LM_ARCH  # loads torch: only when a config is made
+
+        data = self.teacher_corpus if role == "teacher" else self.corpus
+        pretrained = self.teacher_pretrained if role == "teacher" else self.student_pretrained
+        cfg = TrainConfig(arch=LM_ARCH, dataset="corpus", data=str(data), pretrained=str(pretrained), out=out,
+                          role=role, seed=seed, device=self.device, **self.roles[role])
+        if role == "ds":
+            cfg.temperature, cfg.alpha, cfg.kd_scale_t2 = temperature, self.alpha, self.t2_scaling
+            cfg.teacher_logits, cfg.teacher = teacher_logits, teacher
+        return cfg
+
+    def record(self) -> dict[str, Any]:
+        """The resolved spec as sweep.json keeps it."""
+        return {"kind": self.kind, "spec": str(self.source), "name": self.name, "seeds": self.seeds,
+                "temperatures": self.temperatures, "alpha": self.alpha, "t2_scaling": self.t2_scaling,
+                "distillation": self.distillation, "top_k": self.top_k, "corpus": str(self.corpus),
+                "bbq": str(self.bbq), "teacher": {"pretrained": str(self.teacher_pretrained),
+                                                   "corpus": str(self.teacher_corpus) if self.teacher_corpus else None,
+                                                   "seed": self.teacher_seed},
+                "student": str(self.student_pretrained), "roles": self.roles, "audit": self.audit}
+
+
+def _option_error(source: Path, prefix: str, exc: KdfairError) -> KdfairError:
+    """A library message naming `--some-option` rewritten to name the spec key `prefix.some_option`."""
+    msg = re.sub(r"--([a-z][a-z-]*)", lambda m: f"{prefix}.{m.group(1).replace('-', '_')}", str(exc))
+    return KdfairError(f"{source}: {msg}")
+
+
+def _parse_generate(source: Path, data: dict[str, Any]) -> dict[str, Any] | None:
+    if "generate" not in data:
+        return None
+    generate = table(source, {"data": data}, "data.generate", GENERATE_KEYS)
+    if "path" not in data:
+        raise KdfairError(f"{where(source, 'data.path')}: missing; [data.generate] makes the toy in this folder")
+    try:
+        check_toy_options(**{**TOY_DEFAULTS, **generate})
+    except KdfairError as exc:
+        raise _option_error(source, "data.generate", exc) from None
+    return generate
+
+
+def _parse_audit(source: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    audit = {**AUDIT_DEFAULTS, **table(source, doc, "audit", AUDIT_KEYS)}
+    try:
+        audit["prompt_template"] = parse_template(audit["prompt_template"])
+    except KdfairError as exc:
+        raise KdfairError(f"{where(source, 'audit.prompt_template')}: {str(exc).removeprefix('--prompt-template ')}") \
+            from None
+    if audit["lm_score"] not in SCORING:
+        raise KdfairError(f"{where(source, 'audit.lm_score')}: '{audit['lm_score']}': expected {'|'.join(SCORING)}")
+    for key in ("batch_size", "bootstrap", "permutations"):
+        if audit[key] < 1:
+            raise KdfairError(f"{where(source, f'audit.{key}')}: must be at least 1, got {audit[key]}")
+    if not 0 < audit["confidence"] < 1:
+        raise KdfairError(f"{where(source, 'audit.confidence')}: must be in (0, 1), got {audit['confidence']}")
+    if audit["seed"] < 0:
+        raise KdfairError(f"{where(source, 'audit.seed')}: must be >= 0, got {audit['seed']}")
+    return audit
+
+
+def parse_llm_spec(doc: dict[str, Any], source: Path) -> LLMSweepSpec:
+    """Validate an LLM spec completely; KdfairError names the key at fault."""
+    source = Path(source)
+    base = source.resolve().parent
+    check_top_level(source, doc, TOP_KEYS)
+    sweep = table(source, doc, "sweep", SWEEP_KEYS)
+    grid = parse_grid(source, sweep)
+    data = table(source, doc, "data", DATA_KEYS)
+    common = table(source, doc, "train", TRAIN_KEYS)
+    teacher = table(source, doc, "teacher", TEACHER_KEYS)
+    student = table(source, doc, "student", STUDENT_KEYS)
+    per_role = {role: table(source, doc, role, TRAIN_KEYS) for role in ("nds", "ds")}
+    for key in ("corpus", "bbq"):
+        if key not in data:
+            raise KdfairError(f"{where(source, f'data.{key}')}: missing; give the "
+                              + ("corpus the NDS and the DS learn from (JSONL)" if key == "corpus"
+                                 else "BBQ folder of the audit"))
+    for name, tab in (("teacher", teacher), ("student", student)):
+        if "pretrained" not in tab:
+            raise KdfairError(f"{where(source, f'{name}.pretrained')}: missing; give the {name}'s local "
+                              "transformers directory" + (" (its initial weights)" if name == "student" else ""))
+    generate = _parse_generate(source, data)
+    top_k = sweep.get("top_k", DEFAULT_TOP_K)
+    if top_k < 1:
+        raise KdfairError(f"{where(source, 'sweep.top_k')}: must be at least 1, got {top_k}")
+    trained = "corpus" in teacher
+    teacher_train = {k: v for k, v in teacher.items() if k not in ("pretrained", "corpus", "seed")}
+    if not trained and (teacher_train or "seed" in teacher):
+        key = next(iter(teacher_train), "seed")
+        raise KdfairError(f"{where(source, f'teacher.{key}')}: the teacher is used as it is (no teacher.corpus); "
+                          "training settings need teacher.corpus")
+    student_train = {k: v for k, v in student.items() if k != "pretrained"}
+    roles = {"nds": {**common, **student_train, **per_role["nds"]},
+             "ds": {**common, **student_train, **per_role["ds"]}}
+    if trained:
+        roles["teacher"] = {**common, **teacher_train}
+    spec = LLMSweepSpec(
+        source=source.resolve(), name=grid.name, seeds=grid.seeds, temperatures=grid.temperatures,
+        alpha=grid.alpha, t2_scaling=grid.t2_scaling, distillation=grid.distillation, device=grid.device,
+        top_k=top_k, corpus=resolve(base, data["corpus"]), bbq=resolve(base, data["bbq"]),
+        data_path=resolve(base, data["path"]) if "path" in data else None, generate=generate,
+        teacher_pretrained=resolve(base, teacher["pretrained"]),
+        teacher_corpus=resolve(base, teacher["corpus"]) if trained else None,
+        teacher_seed=teacher.get("seed", 0), student_pretrained=resolve(base, student["pretrained"]),
+        roles=roles, audit=_parse_audit(source, doc))
+    # Every training config must pass the trainer's own checks now, not hours later (the
+    # directories are checked by check_runnable: [data.generate] may make them).
+    for role in roles:
+        cfg = spec.train_config(role, grid.seeds[0], str(base / ".check"), temperature=grid.temperatures[0],
+                                teacher_logits="cache")
+        try:
+            replace(cfg, pretrained=None).validate()
+        except KdfairError as exc:
+            raise _option_error(source, role, exc) from None
+    return spec
