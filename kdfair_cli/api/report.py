@@ -43,8 +43,12 @@ class ReportResult:
 
 
 def report(sweep_dir: str | Path, out: str | Path | None = None) -> ReportResult:
-    """Write results.parquet, table.md/.csv and plots of a sweep folder (default out: SWEEP_DIR/report)."""
+    """Write results.parquet, table.md/.csv and plots of a sweep folder (default out: SWEEP_DIR/report);
+    an LLM sweep's report has its BBQ tables and plot (kdfair_cli.sweep.llm_report)."""
     # pandas and matplotlib load only when a report is built, not on `import kdfair_cli.api`.
+    from kdfair_cli.sweep.llm_report import build_llm_report
     from kdfair_cli.sweep.report import build_report
+    from kdfair_cli.sweep.runner import read_sweep_json
 
-    return ReportResult(build_report(sweep_dir, out))
+    build = build_llm_report if read_sweep_json(Path(sweep_dir)).get("kind") == "llm" else build_report
+    return ReportResult(build(sweep_dir, out))
