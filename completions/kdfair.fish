@@ -12,7 +12,7 @@
 #   pairs: --attribute --data --dataset --distance --features --json --k --max-features --out --source --split -k -o
 #   predict: --amp --batch-size --cache-temperatures --chunk-size --data --dataset --dataset-option --device --force --lm-score --max-length --no-amp --out --prompt-template --split --top-k --workers -O -o
 #   report: --json --out -o
-#   sweep init: --force --out -o
+#   sweep init: --force --kind --out -o
 #   sweep run: --device --index --out --stage --verbose -o -v
 #   sweep slurm: --account --cpus --gpus --kdfair --max-parallel --mem --out --partition --scripts --setup --signal-minutes --time -o
 #   sweep status: --json --spec

@@ -65,6 +65,18 @@ def test_example_parses_into_the_documented_grid(tmp_path) -> None:
     assert cfg.pretrained == str(ROOT / "data" / "llm-toy" / "student-init")
 
 
+def test_sweep_init_kind_llm_writes_the_shipped_example(tmp_path) -> None:
+    res = cli.invoke(app, ["sweep", "init", "--kind", "llm", "-o", str(tmp_path / "llm.toml")])
+    assert res.exit_code == 0, res.output
+    written = (tmp_path / "llm.toml").read_text()
+    assert written.replace('"data/llm-toy', '"../data/llm-toy').replace("THIS.toml", "examples/llm_bbq.toml") == \
+        EXAMPLE.read_text()
+    spec = load_spec(tmp_path / "llm.toml")
+    assert spec.corpus == tmp_path / "data" / "llm-toy" / "distill_corpus.jsonl"
+    res = cli.invoke(app, ["sweep", "init", "--kind", "vlm", "-o", "-"])
+    assert res.exit_code == 2 and "--kind" in res.stderr
+
+
 def test_online_and_a_teacher_used_as_it_is(tmp_path) -> None:
     online = load_spec(write(tmp_path, example_text(**{'distillation = "offline"': 'distillation = "online"'})))
     cells = {c.id: c for c in build_cells(online)}

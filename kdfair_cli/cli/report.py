@@ -18,11 +18,15 @@ def command(
 ) -> None:
     """Write results.parquet (one row per model and seed), table.md and table.csv (mean ± std over
     seeds, like the paper's tables) and PNG plots (temperature vs EOD/DPD, #SC/#TC with accuracy,
-    individual fairness). Prints the Markdown table on stdout and the file paths on stderr.
+    individual fairness). An LLM sweep's report has BBQ accuracy and bias scores with intervals,
+    DS - NDS paired tests per temperature (deltas.csv) and llm-bias.png. Prints the Markdown table
+    on stdout and the file paths on stderr.
 
-    Example:
+    Examples:
 
         kdfair report sweeps/trifeature
+
+        kdfair report sweeps/llm-bbq
     """
     rep = api.report(sweep_dir, out)
     if json_out:

@@ -18,23 +18,31 @@ SpecArg = typer.Argument(..., help="Sweep spec (TOML); `kdfair sweep init` write
 @guarded
 def init(
     out: str = typer.Option("sweep.toml", "--out", "-o", help="Spec file to write; '-' for stdout."),
+    kind: str = typer.Option("classifier", "--kind", help="classifier (Trifeature: ResNet-20 teacher, LeNet-5 "
+                             "students) or llm (causal LMs on the LLM toy, audited on BBQ)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented example spec.
 
-    Example:
+    Examples:
 
         kdfair sweep init -o sweep.toml
+
+        kdfair sweep init --kind llm -o llm.toml
     """
     from kdfair_cli.errors import require
     from kdfair_cli.io.atomic import write_text_atomic
+    from kdfair_cli.sweep.llm_spec import LLM_EXAMPLE_SPEC
     from kdfair_cli.sweep.spec import EXAMPLE_SPEC
+    from kdfair_cli.sweep.spec_common import KINDS
 
+    require(kind in KINDS, f"--kind '{kind}': expected {'|'.join(KINDS)}")
+    text = LLM_EXAMPLE_SPEC if kind == "llm" else EXAMPLE_SPEC
     if out == "-":
-        typer.echo(EXAMPLE_SPEC, nl=False)
+        typer.echo(text, nl=False)
         return
     require(force or not Path(out).exists(), f"{out} exists; use --force to overwrite it")
-    write_text_atomic(out, EXAMPLE_SPEC)
+    write_text_atomic(out, text)
     console.print(f"wrote {out}; edit it, then: kdfair sweep run {out} -o sweeps/NAME")
 
 
@@ -46,7 +54,7 @@ def run(
     index: int = typer.Option(None, "--index", help="Run only cell N (see `sweep status`); defaults to "
                               "$SLURM_ARRAY_TASK_ID when that is set."),
     stage: str = typer.Option(None, "--stage", help="Run only the cells of one stage: train, cache, distill, "
-                              "analyses."),
+                              "audit (LLM sweeps), analyses."),
     device: str = typer.Option(None, "--device", help="Override the spec's device (auto, cpu, cuda[:N], mps)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show training progress."),
 ) -> None:
@@ -138,7 +146,8 @@ def slurm(
     kdfair_cmd: str = typer.Option("kdfair", "--kdfair", help="Command that runs kdfair on the nodes."),
     setup: str = typer.Option("", "--setup", help="Shell lines run first (e.g. 'source venv/bin/activate')."),
 ) -> None:
-    """Write sbatch scripts: train array, teacher-cache array, distill array, analyses job, submit.sh.
+    """Write sbatch scripts: train array, teacher-cache array, distill array, (LLM sweeps) audit
+    array, analyses job, submit.sh.
 
     Each array task runs one cell (array index = cell index); each stage waits (afterok) for the
     one before. kdfair itself schedules nothing.

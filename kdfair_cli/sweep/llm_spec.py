@@ -52,6 +52,69 @@ AUDIT_DEFAULTS: dict[str, Any] = {
 }
 AUDIT_KEYS: dict[str, type] = {k: type(v) for k, v in AUDIT_DEFAULTS.items()}
 
+#: The example `kdfair sweep init --kind llm` writes (examples/llm_bbq.toml with paths from the
+#: repository root).
+LLM_EXAMPLE_SPEC = """\
+# kdfair LLM sweep: how a stereotype planted in a teacher travels to its distilled students.
+#   kdfair sweep run THIS.toml -o sweeps/llm-bbq && kdfair report sweeps/llm-bbq
+# An illustration of the machinery on a CPU-sized toy (tiny random Llamas, a made-up world of
+# two BBQ categories), not a finding about real LLMs: docs/llm.md ("The LLM sweep") says what it
+# shows. A few minutes on 2 CPU cores. Relative paths are relative to this file's folder.
+
+[sweep]
+kind = "llm"
+name = "LLM toy: a planted stereotype, Llama 3x96 teacher -> Llama 2x48 students"
+seeds = [0, 1]              # one NDS and one DS per temperature per seed; one teacher for all
+temperatures = [1, 2, 4, 8]
+alpha = 0.8                 # weight of the distillation term
+t2_scaling = true           # KL term times T^2
+distillation = "offline"    # offline: the teacher's top-k logits cached once | online: teacher on every batch
+top_k = 64                  # offline: teacher logits kept per token (the toy's vocabulary has 79)
+device = "auto"
+
+[data]
+path = "data/llm-toy"                        # the toy, made by [data.generate] when missing
+corpus = "data/llm-toy/distill_corpus.jsonl" # what the NDS and the DS learn from (neutral)
+bbq = "data/llm-toy/bbq"                     # the audit: held-out items in BBQ's layout
+[data.generate]             # options of `kdfair data llm-toy`
+seed = 0
+corpus_per_category = 1500
+audit_per_category = 500
+planted_rate = 0.8          # the teacher's corpus answers 80% of ambiguous contexts with the stereotype
+guess_rate = 0.3            # the neutral corpus names a person in 30% of them, half each way
+
+# Every role: the settings of train-teacher / distill (docs/sweep.md) and max_length.
+[train]
+optimizer = "adamw"
+lr = 0.003
+weight_decay = 0.01
+batch_size = 32
+max_length = 64
+epochs = 6
+
+# The teacher: trained first on its own corpus (the stereotype is planted by training). Without
+# `corpus` (and training settings), the pretrained directory is the teacher, used as it is.
+[teacher]
+pretrained = "data/llm-toy/teacher-init"
+corpus = "data/llm-toy/teacher_corpus.jsonl"
+seed = 0
+
+# The students (NDS and DS) start from these weights; [nds] and [ds] override per role.
+[student]
+pretrained = "data/llm-toy/student-init"
+
+[nds]
+
+[ds]
+
+[audit]
+prompt_template = "{context}\\nQuestion: {question}\\nAnswer:"
+lm_score = "sum"            # sum | mean of the option's token log-likelihoods
+bootstrap = 1000            # interval over items
+permutations = 10000        # paired test DS vs NDS
+confidence = 0.95
+"""
+
 
 @dataclass
 class LLMSweepSpec:
