@@ -73,7 +73,7 @@ def run(
     import time
 
     from kdfair_cli.errors import require
-    from kdfair_cli.sweep.cells import STAGES
+    from kdfair_cli.sweep.cell import STAGES
     from kdfair_cli.sweep.runner import CellInterrupted, index_from_env, run_sweep
     from kdfair_cli.sweep.spec import load_spec
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,8 +23,7 @@ from kdfair_cli import __version__
 from kdfair_cli.data import llm_toy_world as world
 from kdfair_cli.data.llm_toy_models import STUDENT, TEACHER, save_model, train_tokenizer
 from kdfair_cli.data.llm_toy_options import DEFAULTS, check_options
-from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import atomic_dir, umask_modes
+from kdfair_cli.io.atomic import atomic_dir, check_replaceable, umask_modes
 
 FORMAT = "kdfair.llm-toy/1"
 MANIFEST = "manifest.json"
@@ -43,15 +41,6 @@ def is_llm_toy(path: Path) -> bool:
         return json.loads((Path(path) / MANIFEST).read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _check_replaceable(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise KdfairError(f"output {out} exists and is not a folder")
-    if any(out.iterdir()) and not is_llm_toy(out):
-        raise KdfairError(f"refusing to replace {out}: it is not empty and holds no llm-toy {MANIFEST}")
 
 
 def _jsonl(rows: list[dict]) -> str:
@@ -78,7 +67,7 @@ def generate_llm_toy(out_dir: str | Path, *, seed: int = DEFAULTS["seed"],
     """Write the toy into `out_dir` (atomically; an earlier toy there is replaced) and return it."""
     check_options(seed, corpus_per_category, audit_per_category, planted_rate, guess_rate)
     out = Path(out_dir)
-    _check_replaceable(out)
+    check_replaceable(out, is_llm_toy, f"llm-toy {MANIFEST}")
     options = {"seed": seed, "corpus_per_category": corpus_per_category,
                "audit_per_category": audit_per_category, "planted_rate": float(planted_rate),
                "guess_rate": float(guess_rate)}

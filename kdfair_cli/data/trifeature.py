@@ -36,7 +36,7 @@ from kdfair_cli.data.trifeature_render import (
     CANVAS, COLOR_NAMES, COLORS, SHAPES, TEXTURES, Pose, draw_poses, render_image,
 )
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import atomic_dir, register_input
+from kdfair_cli.io.atomic import atomic_dir, check_replaceable, register_input
 
 FORMAT = "kdfair.trifeature/1"
 MANIFEST = "manifest.json"
@@ -103,16 +103,6 @@ def _check_space(out: Path, image_size: int, counts: dict[str, int]) -> None:
         raise KdfairError(f"Trifeature with {', '.join(f'{n} {s}' for s, n in counts.items())} per combination "
                           f"needs about {need / 1e9:.3g} GB but {parent} has {free / 1e9:.3g} GB free; "
                           "lower --train-per-combination (or --image-size)")
-
-
-def _check_replaceable(out: Path) -> None:
-    """Refuse to replace anything but an earlier Trifeature folder (atomic_dir swaps it out)."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise KdfairError(f"output {out} exists and is not a folder")
-    if any(out.iterdir()) and not _is_trifeature_folder(out):
-        raise KdfairError(f"refusing to replace {out}: it is not empty and holds no Trifeature {MANIFEST}")
 
 
 def _is_trifeature_folder(path: Path) -> bool:
@@ -233,7 +223,7 @@ def generate_trifeature(
         raise KdfairError(f"--twin-group-size {twin_group_size} is not allowed; expected one of "
                           f"{', '.join(map(str, TWIN_GROUP_SIZES))} (divisors of the 10 colours)")
     out = Path(out_dir)
-    _check_replaceable(out)
+    check_replaceable(out, _is_trifeature_folder, f"Trifeature {MANIFEST}")
     _check_space(out, image_size, counts)
     options = {"image_size": image_size, **{f"{s}_per_combination": n for s, n in counts.items()},
                "seed": seed, "spurious": float(spurious), "twin_group_size": twin_group_size}

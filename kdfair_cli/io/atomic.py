@@ -20,7 +20,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kdfair_cli.errors import KdfairError
@@ -108,6 +108,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_replaceable(out: Path, ours: Callable[[Path], bool], what: str) -> None:
+    """Before a generator replaces `out` (atomic_dir swaps it out): refuse a file, and a non-empty
+    folder that `ours` does not recognise as an earlier output of the same generator."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise KdfairError(f"output {out} exists and is not a folder")
+    if any(out.iterdir()) and not ours(out):
+        raise KdfairError(f"refusing to replace {out}: it is not empty and holds no {what}")
 
 
 def umask_modes(folder: Path) -> None:

@@ -23,6 +23,23 @@ class CellInterrupted(Exception):
     """SIGTERM/SIGINT while a cell trained: its state is saved and a rerun resumes it."""
 
 
+def train_once(cfg: Any, verbose: bool) -> None:
+    """Train a model cell's model (a TrainConfig) unless its model.json exists; resume a state a
+    SIGTERM saved. CellInterrupted when interrupted again (the state is saved)."""
+    from kdfair_cli.io.modeldir import META, STATE
+    from kdfair_cli.train.loop import Interrupted
+    from kdfair_cli.train.runner import train_model
+
+    out = Path(cfg.out)
+    if (out / META).exists():
+        return
+    resume = (out / STATE).exists()
+    try:
+        train_model(cfg, resume=resume, force=not resume, verbose=verbose)
+    except Interrupted as exc:
+        raise CellInterrupted(str(exc)) from None
+
+
 def fmt_t(t: float) -> str:
     return f"{t:g}"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kdfair_cli.sweep.analyses import TESTS
-from kdfair_cli.sweep.cell import STAGES, Cell, fmt_t, number
+from kdfair_cli.sweep.cell import Cell, fmt_t, number
 from kdfair_cli.sweep.llm_cells import build_llm_cells
 from kdfair_cli.sweep.llm_spec import LLMSweepSpec
 from kdfair_cli.sweep.spec import SweepSpec

@@ -15,14 +15,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from kdfair_cli.api.bias_score import bias_score
-from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import atomic_path, write_text_atomic
+from kdfair_cli.io.atomic import write_text_atomic
 from kdfair_cli.metrics.multiple_testing import adjust_pvalues
-from kdfair_cli.sweep.report import ALPHA, LABELS, MODEL_ORDER, Report, missing_cells, save_figure
+from kdfair_cli.sweep.report import (
+    ALPHA, LABELS, Report, in_model_order, missing_cells, open_report, save_figure, write_frames,
+)
 from kdfair_cli.sweep.runner import cells_from_json, read_sweep_json
 
 METRICS = ("acc_ambig", "acc_disambig", "bias_disambig", "bias_ambig")
@@ -68,12 +68,7 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
         row["val_loss"], row["val_acc"] = trained.get("val_loss", math.nan), trained.get("val_acc", math.nan)
         row["preds"] = str(c.dir(sweep_dir) / "preds.parquet")
         rows.append(row)
-    results = pd.DataFrame(rows)
-    if not results.empty:
-        results["_o"] = results["model"].map(MODEL_ORDER)
-        results = results.sort_values(["_o", "temperature", "seed"], na_position="first").drop(columns="_o")
-        results = results.reset_index(drop=True)
-    return results, missing, doc
+    return in_model_order(pd.DataFrame(rows), ("temperature", "seed")), missing, doc
 
 
 def summarise(results: pd.DataFrame, audit: dict[str, Any]) -> pd.DataFrame:
@@ -89,9 +84,7 @@ def summarise(results: pd.DataFrame, audit: dict[str, Any]) -> pd.DataFrame:
             lo, hi = res["ci"][m]
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = (math.nan if v is None else v for v in (lo, hi))
         out.append(row)
-    table = pd.DataFrame(out)
-    table["_o"] = table["model"].map(MODEL_ORDER)
-    return table.sort_values(["_o", "temperature"], na_position="first").drop(columns="_o").reset_index(drop=True)
+    return in_model_order(pd.DataFrame(out), ("temperature",))
 
 
 def _above(a: pd.Series, b: pd.Series, m: str) -> bool:
@@ -225,15 +218,8 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
 
 
 def build_llm_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Report:
-    import matplotlib
-
-    matplotlib.use("Agg")
     sweep_dir = Path(sweep_dir)
-    out = Path(out_dir) if out_dir else sweep_dir / "report"
-    results, missing, doc = collect(sweep_dir)
-    if results.empty:
-        raise KdfairError(f"{sweep_dir}: no audited models yet; run `kdfair sweep run` first")
-    out.mkdir(parents=True, exist_ok=True)
+    out, results, missing, doc = open_report(sweep_dir, out_dir, collect, "audited models")
     audit = doc["audit"]
     table = summarise(results, audit)
     delta = deltas(sweep_dir, doc, missing, table)
@@ -252,15 +238,7 @@ def build_llm_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -
              f"named answer follows the stereotype) on {results['n_ambig'].iloc[0]} ambiguous and "
              f"{results['n_disambig'].iloc[0]} disambiguated items; value [{conf} bootstrap interval over items]"
              f"{', ± std over seeds' if table['n_seeds'].max() > 1 else ''}.\n\n")
-    paths: dict[str, Path] = {}
-    for name, frame in (("results", results), ("table", table), ("deltas", delta)):
-        suffix = "parquet" if name == "results" else "csv"
-        with atomic_path(out / f"{name}.{suffix}") as tmp:
-            if suffix == "parquet":
-                frame.to_parquet(tmp, index=False)
-            else:
-                frame.to_csv(tmp, index=False, float_format="%.6g")
-        paths[name if name != "table" else "csv"] = out / f"{name}.{suffix}"
+    paths = write_frames(out, results, table, delta)
     write_text_atomic(out / "table.md", title + markdown)
     paths["markdown"] = out / "table.md"
     paths["llm_plot"] = plot(table, out / PLOT)

@@ -25,7 +25,7 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.topk_cache import DEFAULT_TOP_K
 from kdfair_cli.lm_inference import SCORING, parse_template, predict_causal_lm
 from kdfair_cli.sweep.spec_common import (
-    GRID_KEYS, check_device_available, check_top_level, parse_grid, resolve, table, where,
+    GRID_KEYS, Grid, check_device_available, check_top_level, parse_grid, resolve, table, where,
 )
 from kdfair_cli.train.config import TrainConfig, setting_types, spec_keys
 
@@ -117,18 +117,11 @@ confidence = 0.95
 
 
 @dataclass
-class LLMSweepSpec:
-    """A validated LLM spec; paths are absolute."""
+class LLMSweepSpec(Grid):
+    """A validated LLM spec: the grid of [sweep] and the rest; paths are absolute."""
 
     kind = "llm"
     source: Path
-    name: str
-    seeds: list[int]
-    temperatures: list[float]
-    alpha: float
-    t2_scaling: bool
-    distillation: str
-    device: str
     top_k: int
     corpus: Path
     bbq: Path
@@ -271,9 +264,7 @@ def parse_llm_spec(doc: dict[str, Any], source: Path) -> LLMSweepSpec:
     if trained:
         roles["teacher"] = {**common, **teacher_train}
     spec = LLMSweepSpec(
-        source=source.resolve(), name=grid.name, seeds=grid.seeds, temperatures=grid.temperatures,
-        alpha=grid.alpha, t2_scaling=grid.t2_scaling, distillation=grid.distillation, device=grid.device,
-        top_k=top_k, corpus=resolve(base, data["corpus"]), bbq=resolve(base, data["bbq"]),
+        **vars(grid), source=source.resolve(), top_k=top_k, corpus=resolve(base, data["corpus"]), bbq=resolve(base, data["bbq"]),
         data_path=resolve(base, data["path"]) if "path" in data else None, generate=generate,
         teacher_pretrained=resolve(base, teacher["pretrained"]),
         teacher_corpus=resolve(base, teacher["corpus"]) if trained else None,

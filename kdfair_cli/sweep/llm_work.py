@@ -19,7 +19,8 @@ from kdfair_cli.data.llm_toy import MANIFEST as TOY_MANIFEST, generate_llm_toy
 from kdfair_cli.data.llm_toy_options import DEFAULTS as TOY_DEFAULTS
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import atomic_path, write_text_atomic
-from kdfair_cli.sweep.cell import Cell, CellInterrupted
+from kdfair_cli.io.modeldir import META
+from kdfair_cli.sweep.cell import Cell, train_once
 from kdfair_cli.sweep.llm_cells import CACHE, TEACHER
 from kdfair_cli.sweep.llm_spec import LLMSweepSpec
 
@@ -68,10 +69,6 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def lm_train_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str, verbose: bool) -> dict[str, Any]:
     """Train the teacher, an NDS or a DS (resuming a saved state); metrics.json from model.json."""
-    from kdfair_cli.io.modeldir import META, STATE
-    from kdfair_cli.train.loop import Interrupted
-    from kdfair_cli.train.runner import train_model
-
     conf = cell.config
     out = cell.dir(sweep_dir) / "model"
     teacher = logits = None
@@ -83,12 +80,7 @@ def lm_train_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str, 
     cfg = spec.train_config(conf["role"], conf["seed"], str(out), temperature=conf.get("temperature"),
                             teacher_logits=logits, teacher=teacher)
     cfg.device = device
-    if not (out / META).exists():
-        resume = (out / STATE).exists()
-        try:
-            train_model(cfg, resume=resume, force=not resume, verbose=verbose)
-        except Interrupted as exc:
-            raise CellInterrupted(str(exc)) from None
+    train_once(cfg, verbose)
     meta = json.loads((out / META).read_text())
     metrics = {"role": conf["role"], "seed": conf["seed"], "temperature": conf.get("temperature"),
                **meta["final_metrics"], "train_seconds": meta.get("train_seconds"),

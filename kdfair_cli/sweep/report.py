@@ -53,6 +53,14 @@ def _load(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def in_model_order(frame: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
+    """Rows in the report's order: teacher, NDS, DS, each by `by` (NaN first)."""
+    if frame.empty:
+        return frame
+    frame = frame.assign(_o=frame["model"].map(MODEL_ORDER))
+    return frame.sort_values(["_o", *by], na_position="first").drop(columns="_o").reset_index(drop=True)
+
+
 def missing_cells(cells: list[Cell], sweep_dir: Path) -> list[str]:
     """The ids of the cells not done; RunFailed for a cell marked done whose outputs are unusable
     (never left out silently)."""
@@ -110,12 +118,7 @@ def collect(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, A
             k = classes[float(t)]
             row.update({"n_tc": k["n_tc"], "n_sc": k["n_sc"], "n_classes": k["n_classes"]})
         rows.append(row)
-    results = pd.DataFrame(rows)
-    if not results.empty:
-        results["_o"] = results["model"].map(MODEL_ORDER)
-        results = results.sort_values(["_o", "temperature", "seed"], na_position="first").drop(columns="_o")
-        results = results.reset_index(drop=True)
-    return results, missing, doc
+    return in_model_order(pd.DataFrame(rows), ("temperature", "seed")), missing, doc
 
 
 def metric_columns(results: pd.DataFrame) -> list[str]:
@@ -149,9 +152,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
             row[f"{m}_mean"] = float(vals.mean()) if len(vals) else np.nan
             row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else (0.0 if len(vals) else np.nan)
         out.append(row)
-    table = pd.DataFrame(out)
-    table["_o"] = table["model"].map(MODEL_ORDER)
-    return table.sort_values(["_o", "temperature"], na_position="first").drop(columns="_o").reset_index(drop=True)
+    return in_model_order(pd.DataFrame(out), ("temperature",))
 
 
 def _heading(metric: str) -> str:
@@ -384,16 +385,36 @@ def plot_individual(table: pd.DataFrame, path: Path) -> Path | None:
     return path
 
 
-def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Report:
+def open_report(sweep_dir: str | Path, out_dir: str | Path | None, collector: Any,
+                what: str) -> tuple[Path, pd.DataFrame, list[str], dict[str, Any]]:
+    """(report folder, results, missing cells, sweep.json) of a sweep folder; KdfairError when
+    `collector` finds no finished `what` yet."""
     import matplotlib
 
     matplotlib.use("Agg")
-    sweep_dir = Path(sweep_dir)
-    out = Path(out_dir) if out_dir else sweep_dir / "report"
-    results, missing, doc = collect(sweep_dir)
+    out = Path(out_dir) if out_dir else Path(sweep_dir) / "report"
+    results, missing, doc = collector(Path(sweep_dir))
     if results.empty:
-        raise KdfairError(f"{sweep_dir}: no finished model cells yet; run `kdfair sweep run` first")
+        raise KdfairError(f"{sweep_dir}: no {what} yet; run `kdfair sweep run` first")
     out.mkdir(parents=True, exist_ok=True)
+    return out, results, missing, doc
+
+
+def write_frames(out: Path, results: pd.DataFrame, table: pd.DataFrame, delta: pd.DataFrame) -> dict[str, Path]:
+    """results.parquet, table.csv and deltas.csv, each written atomically; their paths."""
+    paths: dict[str, Path] = {}
+    with atomic_path(out / "results.parquet") as tmp:
+        results.to_parquet(tmp, index=False)
+    paths["results"] = out / "results.parquet"
+    for key, name, frame in (("csv", "table.csv", table), ("deltas", "deltas.csv", delta)):
+        with atomic_path(out / name) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+        paths[key] = out / name
+    return paths
+
+
+def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Report:
+    out, results, missing, doc = open_report(sweep_dir, out_dir, collect, "finished model cells")
     table = summarise(results)
     markdown = to_markdown(table, metric_columns(results))
     attributes = doc.get("group_attributes", [])
@@ -406,16 +427,7 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
                      f"(p < {ALPHA:g}).\n\n" + deltas_markdown(delta))
     if said:
         markdown += "\n" + "\n".join(f"- {line}" for line in said) + "\n"
-    paths: dict[str, Path] = {}
-    with atomic_path(out / "results.parquet") as tmp:
-        results.to_parquet(tmp, index=False)
-    paths["results"] = out / "results.parquet"
-    with atomic_path(out / "table.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    paths["csv"] = out / "table.csv"
-    with atomic_path(out / "deltas.csv") as tmp:
-        delta.to_csv(tmp, index=False, float_format="%.6g")
-    paths["deltas"] = out / "deltas.csv"
+    paths = write_frames(out, results, table, delta)
     title = f"# {doc.get('name', 'sweep')}\n\nMean ± std over seeds; accuracy, EOD and DPD in percent; " \
             f"IF lower is fairer. {FLOOR_MARK}: not above its noise floor (the mean over seeds is at " \
             f"or below the mean 95th percentile of its null).\n\n"

@@ -23,7 +23,7 @@ from kdfair_cli.env import env_int
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import write_text_atomic
 from kdfair_cli.sweep import analyses, llm_work
-from kdfair_cli.sweep.cell import CellInterrupted
+from kdfair_cli.sweep.cell import CellInterrupted, train_once
 from kdfair_cli.sweep.cells import (
     CELL_JSON, LOCK, Cell, CellLock, build_cells, cell_status, is_done, read_record, write_record,
 )
@@ -132,9 +132,7 @@ def _clear_cell_dir(d: Path) -> None:
 
 def _model_work(spec: SweepSpec, cell: Cell, sweep_dir: Path, device: str, verbose: bool) -> dict[str, Any]:
     from kdfair_cli.inference import predict_split
-    from kdfair_cli.io.modeldir import META, STATE
-    from kdfair_cli.train.loop import Interrupted
-    from kdfair_cli.train.runner import train_model
+    from kdfair_cli.io.modeldir import META
 
     d = cell.dir(sweep_dir)
     model_dir = d / "model"
@@ -149,12 +147,7 @@ def _model_work(spec: SweepSpec, cell: Cell, sweep_dir: Path, device: str, verbo
     cfg = spec.train_config(conf["role"], conf["seed"], str(model_dir), temperature=conf.get("temperature"),
                             teacher_logits=cache, teacher=teacher)
     cfg.device = device
-    if not (model_dir / META).exists():
-        resume = (model_dir / STATE).exists()
-        try:
-            train_model(cfg, resume=resume, force=not resume, verbose=verbose)
-        except Interrupted as exc:
-            raise CellInterrupted(str(exc)) from None
+    train_once(cfg, verbose)
     res = predict_split(model_dir, split=spec.split, device=device)
     res.write(d / "preds.parquet")
     meta = json.loads((model_dir / META).read_text())
