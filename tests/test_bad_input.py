@@ -217,6 +217,15 @@ CASES = [
     C("data-name-too-long", ["data", "trifeature", "-o", "{tmp}/" + LONG], "too long"),
     C("data-twin-group", ["data", "trifeature", "-o", "{tmp}/d", "--twin-group-size", "3"], "--twin-group-size",
       out="{tmp}/d"),
+    # -- data llm-toy
+    C("llm-toy-planted-rate", ["data", "llm-toy", "-o", "{tmp}/d", "--planted-rate", "1.5"], "--planted-rate",
+      out="{tmp}/d"),
+    C("llm-toy-guess-rate-nan", ["data", "llm-toy", "-o", "{tmp}/d", "--guess-rate", "nan"], "--guess-rate",
+      out="{tmp}/d"),
+    C("llm-toy-audit-too-small", ["data", "llm-toy", "-o", "{tmp}/d", "--audit-per-category", "2"],
+      "--audit-per-category", out="{tmp}/d"),
+    C("llm-toy-out-is-file", ["data", "llm-toy", "-o", "{a_file}"], "a_file"),
+    C("llm-toy-out-not-toy", ["data", "llm-toy", "-o", "{model}"], "m"),
     # -- train-teacher
     C("train-weight-decay-inf", ["train-teacher", *TRI, "--weight-decay", "inf", "-o", "{tmp}/o"],
       "--weight-decay", out="{tmp}/o"),
