@@ -66,8 +66,8 @@ def main() -> None:
           f"{args.teacher_layers} layers, student 32 x 1; top-{args.top_k}; {args.repeats} repeats (median)")
     print(f"online  : {tokens / on_s:9.0f} tokens/s  ({on_s:.2f} s/epoch; runs {', '.join(f'{x:.2f}' for x in online)})")
     print(f"offline : {tokens / off_s:9.0f} tokens/s  ({off_s:.2f} s/epoch; runs {', '.join(f'{x:.2f}' for x in offline)})")
-    print(f"ratio offline/online tokens/s: {on_s / off_s:.2f}  (spread {min(online) / max(offline):.2f}-"
-          f"{max(online) / min(offline):.2f})")
+    print(f"ratio offline/online tokens/s: {on_s / off_s:.2f} of the medians, {min(online) / min(offline):.2f} of "
+          f"the fastest runs (the least disturbed by other processes)")
     n = args.temperatures
     print(f"grid of {n} temperatures, 1 epoch each (training loops only): online {n * on_s:.1f} s, offline {cache_s + n * off_s:.1f} s "
           f"(cache pass {cache_s:.1f} s once) -> {n * on_s / (cache_s + n * off_s):.2f}x")
