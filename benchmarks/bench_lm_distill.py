@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdfair_cli.lm_cache import write_teacher_cache  # noqa: E402
@@ -45,7 +47,10 @@ def main() -> None:
     ap.add_argument("--teacher-hidden", type=int, default=128)
     ap.add_argument("--teacher-layers", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: immune to the spin-wait "
+                    "slow-downs of OpenMP threads on a shared machine)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         corpus = write_corpus(root / "corpus.jsonl", n=args.lines)
@@ -63,11 +68,12 @@ def main() -> None:
             offline.append(s)
     on_s, off_s = statistics.median(online), statistics.median(offline)
     print(f"corpus: {args.lines} lines, {tokens} learned tokens per epoch; teacher {args.teacher_hidden} wide x "
-          f"{args.teacher_layers} layers, student 32 x 1; top-{args.top_k}; {args.repeats} repeats (median)")
+          f"{args.teacher_layers} layers, student 32 x 1; top-{args.top_k}; {args.repeats} repeats; "
+          f"{args.threads} thread(s)")
     print(f"online  : {tokens / on_s:9.0f} tokens/s  ({on_s:.2f} s/epoch; runs {', '.join(f'{x:.2f}' for x in online)})")
     print(f"offline : {tokens / off_s:9.0f} tokens/s  ({off_s:.2f} s/epoch; runs {', '.join(f'{x:.2f}' for x in offline)})")
-    print(f"ratio offline/online tokens/s: {on_s / off_s:.2f}  (spread {min(online) / max(offline):.2f}-"
-          f"{max(online) / min(offline):.2f})")
+    print(f"ratio offline/online tokens/s: {on_s / off_s:.2f} of the medians, {min(online) / min(offline):.2f} of "
+          f"the fastest runs (the least disturbed by other processes)")
     n = args.temperatures
     print(f"grid of {n} temperatures, 1 epoch each (training loops only): online {n * on_s:.1f} s, offline {cache_s + n * off_s:.1f} s "
           f"(cache pass {cache_s:.1f} s once) -> {n * on_s / (cache_s + n * off_s):.2f}x")

@@ -165,11 +165,22 @@ def predict_causal_lm(model_dir: str | Path, *, dataset: str | None, data: str |
         "attributes": {a.name: list(a.values) for a in info.attributes},
         "dataset": info.name, "dataset_fingerprint": info.fingerprint, "split": split,
         "dataset_options": info.options,
-        "model": {**lm.provenance, "role": None}, "lm": lm_meta,
+        "model": {**lm.provenance, **_trained_facts(model_dir)}, "lm": lm_meta,
         "logits_are": f"per-option log-likelihood ({lm_score} over the option's tokens)",
     }
     return SplitPredictions(part.sample_id.astype(np.int64), part.labels.astype(np.int64), logits,
                             dict(part.attrs), out_meta)
+
+
+def _trained_facts(model_dir: str | Path) -> dict[str, Any]:
+    """role, seed, temperature, alpha and teacher of a kdfair causal-lm model directory (from its
+    model.json); role None for any other local causal LM."""
+    path = Path(model_dir) / "model.json"
+    if not path.exists():
+        return {"role": None}
+    meta = json.loads(path.read_text())
+    return {k: meta.get(k) for k in ("role", "seed", "temperature", "alpha", "kd_scale_t2", "weights_sha256")} | \
+        {"teacher": meta.get("teacher")}
 
 
 def _open_parts(parts: Path, key: dict, n: int, chunk_size: int) -> dict[int, np.ndarray]:

@@ -293,3 +293,17 @@ def test_bad_lm_input_gets_one_line(case, lms, cache4, tmp_path):
         assert not os.path.exists(absent.format(**where))
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before}
     assert after == before
+
+
+def test_predictions_of_a_distilled_lm_name_its_role_and_temperature(lms, tmp_path):
+    from kdfair_cli.io.predictions import read_predictions
+
+    train_model(cfg(lms, tmp_path / "ds", role="ds", temperature=3.0, alpha=0.6, epochs=1,
+                    teacher=str(lms["teacher"])), verbose=False)
+    bbq = write_bbq(tmp_path / "BBQ", n_per_category=2)
+    run = kdfair("predict", tmp_path / "ds", "--dataset", "bbq", "--data", bbq, "-o", tmp_path / "p.parquet",
+                 "--device", "cpu")
+    assert run.code == 0, run.stderr
+    model = read_predictions(tmp_path / "p.parquet").meta["model"]
+    assert (model["role"], model["temperature"], model["alpha"]) == ("ds", 3.0, 0.6)
+    assert model["teacher"]["mode"] == "online"
