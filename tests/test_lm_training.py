@@ -307,3 +307,13 @@ def test_predictions_of_a_distilled_lm_name_its_role_and_temperature(lms, tmp_pa
     model = read_predictions(tmp_path / "p.parquet").meta["model"]
     assert (model["role"], model["temperature"], model["alpha"]) == ("ds", 3.0, 0.6)
     assert model["teacher"]["mode"] == "online"
+
+
+def test_model_files_follow_the_umask(lms, tmp_path):
+    old = os.umask(0o022)
+    try:
+        train_model(cfg(lms, tmp_path / "m", epochs=1), verbose=False)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir() if p.is_file()}
+    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}, modes

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import register_input
+from kdfair_cli.io.atomic import register_input, umask_modes
 from kdfair_cli.models.causal_lm import TOKENIZER_FILES, _prefix_ids, _quiet, check_local_dir
 
 LM_ARCH = "causal-lm"
@@ -197,6 +197,7 @@ class CausalLMTrainee(nn.Module):
         try:
             self.hf.save_pretrained(tmp, safe_serialization=True, max_shard_size="1000GB")
             self.tokenizer.save_pretrained(tmp)
+            umask_modes(tmp)  # save_pretrained writes its safetensors 0600, unlike every other output
             for f in sorted(tmp.iterdir()):
                 os.replace(f, out / f.name)
         finally:

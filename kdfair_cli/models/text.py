@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import umask_modes
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -130,6 +131,7 @@ class HFTextClassifier(nn.Module):
         try:
             self.hf.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
+            umask_modes(tmp)  # save_pretrained writes its safetensors 0600, unlike every other output
             for f in sorted(tmp.iterdir()):
                 os.replace(f, out / f.name)
         finally:
