@@ -11,6 +11,7 @@ starts the pass again.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -25,7 +26,8 @@ from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.topk_cache import DEFAULT_TEMPERATURES, DEFAULT_TOP_K, MANIFEST, CacheWriter
 from kdfair_cli.models.lm_trainee import (
-    LMBatches, encode_corpus, learned_rows, load_lm_dir, tokenizer_identity, weights_sha256,
+    Encoded, LMBatches, check_learned, check_positions, encode_corpus, encoding_identity, learned_rows, load_lm_dir,
+    tokenizer_identity, weights_sha256,
 )
 from kdfair_cli.train.config import DEFAULT_MAX_LENGTH
 from kdfair_cli.train.device import resolve_device
@@ -63,6 +65,45 @@ def _replaceable(out: Path, force: bool) -> bool:
     return True
 
 
+def _teacher_pass(hf: torch.nn.Module, batches: LMBatches, writer: CacheWriter, sample_id: np.ndarray,
+                  enc: Encoded, vocab: int, top_k: int, temps: Sequence[float], batch_size: int) -> int:
+    """Run the teacher over every line and hand the writer its top-k rows; returns the tokens seen."""
+    head, base = hf.get_output_embeddings(), hf.base_model
+    softcap = getattr(hf.config, "final_logit_softcapping", None)
+    tokens = 0
+    with torch.no_grad():
+        for index, x in batches.sequential(batch_size):
+            rows, targets = learned_rows(base(input_ids=x[:, 0], attention_mask=x[:, 1],
+                                              use_cache=False).last_hidden_state, x)
+            parts = []
+            for s in range(0, len(rows), LOSS_CHUNK):
+                logits = head(rows[s:s + LOSS_CHUNK]).float()[:, :vocab]
+                if softcap:
+                    logits = torch.tanh(logits / softcap) * softcap
+                parts.append(topk_from_logits(logits, top_k, temps))
+            values = torch.cat([p[0] for p in parts]) if parts else torch.zeros((0, top_k))
+            indices = torch.cat([p[1] for p in parts]) if parts else torch.zeros((0, top_k), dtype=torch.long)
+            tail = torch.cat([p[2] for p in parts]) if parts else torch.zeros((0, len(temps)))
+            pos = index.cpu().numpy()
+            writer.add(sample_id[pos], enc.n_targets[pos], targets.cpu().numpy().astype(np.int32),
+                       values.cpu().numpy().astype(np.float32), indices.cpu().numpy().astype(np.int32),
+                       tail.cpu().numpy().astype(np.float32))
+            tokens += len(targets)
+    return tokens
+
+
+def _remove_cache(out: Path, keep_folder: bool) -> None:
+    """Undo a failed pass: its shards and temporaries, and the folder if the pass made it."""
+    if not out.is_dir():
+        return
+    if not keep_folder:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for p in out.iterdir():
+        if p.name.startswith("shard-") or p.name == MANIFEST or p.name.endswith(".tmp"):
+            p.unlink(missing_ok=True)
+
+
 def write_teacher_cache(teacher: str | Path, corpus: str | Path, out: str | Path, *,
                         top_k: int = DEFAULT_TOP_K, temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
                         max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 8, device: str = "auto",
@@ -80,43 +121,30 @@ def write_teacher_cache(teacher: str | Path, corpus: str | Path, out: str | Path
     split = dataset.split("train")
     dev = resolve_device(device)
     hf, tok = load_lm_dir(teacher, "teacher")
+    check_positions(hf, max_length, "teacher", teacher)
     vocab = len(tok)
-    if top_k > vocab:
-        raise KdfairError(f"--top-k {top_k} is larger than the teacher's vocabulary ({vocab} tokens)")
+    top_k = min(top_k, vocab)  # k >= V keeps every logit: the exact KL
     replace = _replaceable(out, force)
     enc = encode_corpus(tok, split.extra["prompt"], split.extra["response"], max_length)
+    check_learned(enc, "train", max_length)
     batches = LMBatches(enc, dev)
     hf.to(dev).eval()
-    head, base = hf.get_output_embeddings(), hf.base_model
-    softcap = getattr(hf.config, "final_logit_softcapping", None)
     meta = {"kdfair_version": __version__,
             "tokenizer": tokenizer_identity(tok),
             "teacher": {"dir": str(Path(teacher).resolve()), "arch": hf.config.model_type,
                         "weights_sha256": weights_sha256(teacher), "dtype": "float32"},
             "corpus": {"path": str(Path(corpus).resolve()), "fingerprint": dataset.info.fingerprint,
                        "split": "train", "lines": len(split)},
-            "max_length": int(max_length)}
+            "encoding": encoding_identity(tok, max_length)}
+    existed = out.exists()
     writer = CacheWriter(out, top_k=top_k, temperatures=list(temps), vocab=vocab, meta=meta, force=replace)
-    t0, tokens = time.perf_counter(), 0
-    with torch.no_grad():
-        for index, x in batches.sequential(batch_size):
-            rows, targets = learned_rows(base(input_ids=x[:, 0], attention_mask=x[:, 1],
-                                              use_cache=False).last_hidden_state, x)
-            parts = []
-            for s in range(0, len(rows), LOSS_CHUNK):
-                logits = head(rows[s:s + LOSS_CHUNK]).float()[:, :vocab]
-                if softcap:
-                    logits = torch.tanh(logits / softcap) * softcap
-                parts.append(topk_from_logits(logits, top_k, temps))
-            values = torch.cat([p[0] for p in parts]) if parts else torch.zeros((0, top_k))
-            indices = torch.cat([p[1] for p in parts]) if parts else torch.zeros((0, top_k), dtype=torch.long)
-            tail = torch.cat([p[2] for p in parts]) if parts else torch.zeros((0, len(temps)))
-            pos = index.cpu().numpy()
-            writer.add(split.sample_id[pos], enc.n_targets[pos], targets.cpu().numpy().astype(np.int32),
-                       values.cpu().numpy().astype(np.float32), indices.cpu().numpy().astype(np.int32),
-                       tail.cpu().numpy().astype(np.float32))
-            tokens += len(targets)
-    manifest = writer.close()
+    t0 = time.perf_counter()
+    try:
+        tokens = _teacher_pass(hf, batches, writer, split.sample_id, enc, vocab, top_k, temps, batch_size)
+        manifest = writer.close()
+    except BaseException:  # nothing half-written stays behind: no shards, no empty folder
+        _remove_cache(out, keep_folder=existed)
+        raise
     if verbose:
         rate = tokens / max(time.perf_counter() - t0, 1e-9)
         print(f"teacher cache: {len(split)} lines, {tokens} tokens, top-{top_k}, "

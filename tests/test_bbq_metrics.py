@@ -195,3 +195,24 @@ def test_cli_json_flips_and_other_dataset(tmp_path):
     assert res.exit_code == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "hatexplain" in lines[0] and lines[0].startswith("kdfair: error:")
+
+
+def test_direction_floor_is_the_binomial_null_worked_by_hand():
+    """n named answers, B of them biased, B ~ Binomial(n, 1/2) under no direction: the floor is
+    the 97.5% quantile of B mapped to |2B/n - 1| (x (1 - acc_ambig) for s_AMB), p the exact
+    two-sided binomial test, both computed here with math.comb."""
+    from math import comb
+
+    from kdfair_cli.metrics.bbq import direction_floor
+
+    def cdf(k, n):
+        return sum(comb(n, j) for j in range(k + 1)) / 2**n
+
+    # ambig: 200 items, 100 correct, 100 named, 60 biased; disambig: 50 items, 40 named, 30 biased
+    got = direction_floor(np.array([200, 100, 60, 100, 50, 50, 30, 40], float))
+    for key, n, b, scale in (("bias_ambig", 100, 60, 0.5), ("bias_disambig", 40, 30, 1.0)):
+        q = next(k for k in range(n + 1) if cdf(k, n) >= 0.975)
+        assert got[key]["floor"] == pytest.approx(scale * (2 * q - n) / n)
+        assert got[key]["p"] == pytest.approx(2 * (1 - cdf(max(b, n - b) - 1, n)))
+    nothing = direction_floor(np.array([10, 10, 0, 0, 10, 10, 0, 0], float))
+    assert np.isnan(nothing["bias_ambig"]["floor"]) and np.isnan(nothing["bias_disambig"]["p"])

@@ -30,6 +30,7 @@ def lms(tmp_path_factory):
     root = tmp_path_factory.mktemp("lms")
     return {"teacher": tiny_lm(root / "teacher", "llama", seed=0, hidden=48, layers=2),
             "student": tiny_lm(root / "student", "llama", seed=1, hidden=32, layers=1),
+            "gpt2": tiny_lm(root / "gpt2", "gpt2", seed=2, hidden=32, layers=1),  # same vocabulary, no BOS
             "corpus": write_corpus(root / "corpus.jsonl")}
 
 
@@ -110,7 +111,8 @@ def test_first_step_loss_matches_transformers(lms, tmp_path, mode):
 
     T, alpha = 3.0, 0.7
     trainee, _ = build_trainee(str(lms["student"]), None, 64)
-    train = open_corpus(lms["corpus"]).split("train")
+    corpus = open_corpus(lms["corpus"])
+    train = corpus.split("train")
     batches = trainee.make_batches(train, torch.device("cpu"))
     kw = {"teacher": str(lms["teacher"])}
     if mode != "online":
@@ -118,7 +120,7 @@ def test_first_step_loss_matches_transformers(lms, tmp_path, mode):
                             temperatures=[T], max_length=64, device="cpu", verbose=False)
         kw = {"teacher_logits": str(tmp_path / "cache")}
     c = cfg(lms, tmp_path / "o", role="ds", temperature=T, alpha=alpha, **kw)
-    objective, provenance = lm_objective(c, trainee, batches, train, torch.device("cpu"))
+    objective, provenance = lm_objective(c, trainee, batches, train, torch.device("cpu"), corpus.info.fingerprint)
     assert provenance["mode"] == mode.split("-")[0]
     index = torch.tensor([5, 0, 17, 3])
     x = batches.get(index)
@@ -168,13 +170,16 @@ def test_offline_with_every_logit_equals_online(lms, tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_then_resume_gives_bit_identical_student(lms, tmp_path, monkeypatch):
+    """GPT-2 models (dropout 0.1): the resumed run must also replay the dropout masks."""
     from kdfair_cli.lm_cache import write_teacher_cache
     from kdfair_cli.train import lm_teacher
 
-    write_teacher_cache(lms["teacher"], lms["corpus"], tmp_path / "cache", top_k=8, temperatures=[4],
+    teacher = tiny_lm(tmp_path / "t", "gpt2", seed=0, hidden=48, layers=2)
+    student = tiny_lm(tmp_path / "s", "gpt2", seed=1, hidden=32, layers=1)
+    write_teacher_cache(teacher, lms["corpus"], tmp_path / "cache", top_k=8, temperatures=[4],
                         max_length=64, device="cpu", verbose=False)
     make = lambda out: cfg(lms, out, role="ds", temperature=4.0, alpha=0.5, epochs=3,  # noqa: E731
-                           teacher_logits=str(tmp_path / "cache"))
+                           pretrained=str(student), teacher_logits=str(tmp_path / "cache"))
     train_model(make(tmp_path / "full"), verbose=False)
     plain = lm_teacher.lm_objective
     steps = {"n": 0}
@@ -269,6 +274,23 @@ BAD = [  # (id, args, culprit in the one error line, path that must not appear)
      "--force", None),
     ("cache-over-corpus", ["predict", "{teacher}", "--dataset", "corpus", "--data", "{corpus}", "-o",
                            "{corpus}", "--force"], "corpus.jsonl", None),
+    ("cache-of-another-corpus", ["distill", "--teacher-logits", "{cache}", "--arch", "causal-lm", "--pretrained",
+                                 "{student}", "--dataset", "corpus", "--data", "{corpus2}", "-T", "2",
+                                 "--max-length", "64", "-o", "{tmp}/o"], "another corpus", "{tmp}/o"),
+    ("cache-of-another-encoding", ["distill", "--teacher-logits", "{cache}", "--arch", "causal-lm", "--pretrained",
+                                   "{gpt2}", "--dataset", "corpus", "--data", "{corpus}", "-T", "2",
+                                   "--max-length", "64", "-o", "{tmp}/o"], "tokenised the corpus otherwise",
+     "{tmp}/o"),
+    ("max-length-beyond-positions", ["train-teacher", "--arch", "causal-lm", "--pretrained", "{student}",
+                                     "--dataset", "corpus", "--data", "{corpus}", "--max-length", "300",
+                                     "-o", "{tmp}/o"], "256 positions", "{tmp}/o"),
+    ("cache-max-length-beyond-positions", ["predict", "{teacher}", "--dataset", "corpus", "--data", "{corpus}",
+                                           "--max-length", "300", "-o", "{tmp}/c"], "256 positions", "{tmp}/c"),
+    ("nothing-learned", ["train-teacher", "--arch", "causal-lm", "--pretrained", "{student}", "--dataset",
+                         "corpus", "--data", "{longprompts}", "--max-length", "8", "-o", "{tmp}/o"],
+     "no learned token", "{tmp}/o"),
+    ("cache-split-not-train", ["predict", "{teacher}", "--dataset", "corpus", "--data", "{corpus}", "--split",
+                               "val", "-o", "{tmp}/c"], "--split", "{tmp}/c"),
     ("distill-not-a-cache", ["distill", "--teacher-logits", "{student}", "--arch", "causal-lm", "--pretrained",
                              "{student}", "--dataset", "corpus", "--data", "{corpus}", "-T", "2", "-o",
                              "{tmp}/o"], "cache.json", "{tmp}/o"),
@@ -281,8 +303,16 @@ def test_bad_lm_input_gets_one_line(case, lms, cache4, tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"txt": "typo"}\n')
+    rows = [json.loads(line) for line in lms["corpus"].read_text().splitlines()]
+    corpus2 = tmp_path / "corpus2.jsonl"  # the same ids and responses, other contexts
+    corpus2.write_text("".join(json.dumps({**r, "prompt": "Elsewhere. " + r["prompt"]} if "prompt" in r else r) + "\n"
+                               for r in rows))
+    longprompts = tmp_path / "long.jsonl"
+    longprompts.write_text("".join(json.dumps({"prompt": "a very long prompt about many things " * 3,
+                                               "response": " yes"}) + "\n" for _ in range(12)))
     where = {"student": lms["student"], "teacher": lms["teacher"], "corpus": lms["corpus"], "badcorpus": bad,
-             "cache": cache4, "tmp": tmp_path}
+             "cache": cache4, "tmp": tmp_path, "corpus2": corpus2, "gpt2": lms["gpt2"],
+             "longprompts": longprompts}
     _, args, culprit, absent = case
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for root in (lms["student"], cache4, lms["corpus"])
               for p in ([root] if root.is_file() else sorted(root.rglob("*"))) if p.is_file()}
@@ -317,3 +347,13 @@ def test_model_files_follow_the_umask(lms, tmp_path):
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir() if p.is_file()}
     assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}, modes
+
+
+def test_top_k_beyond_the_vocabulary_keeps_every_logit(lms, tmp_path):
+    from transformers import AutoTokenizer
+
+    from kdfair_cli.lm_cache import write_teacher_cache
+
+    manifest = write_teacher_cache(lms["teacher"], lms["corpus"], tmp_path / "c", top_k=10_000, temperatures=[2],
+                                   max_length=64, device="cpu", verbose=False)
+    assert manifest["top_k"] == len(AutoTokenizer.from_pretrained(str(lms["teacher"])))

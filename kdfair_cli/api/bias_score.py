@@ -126,6 +126,7 @@ class BiasScore:
     std: dict[str, dict[str, float]]  # std over runs (ddof 1; NaN for one run)
     ci: dict[str, dict[str, list[float]]]
     n_undetermined: dict[str, int]
+    floor: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # slot -> score -> floor, p
     versus_values: dict[str, dict[str, float]] = field(default_factory=dict)
     p_values: dict[str, dict[str, float]] = field(default_factory=dict)
     flips: pd.DataFrame | None = None
@@ -141,6 +142,7 @@ class BiasScore:
             out["n_undetermined"] = self.n_undetermined[s]
             out["std"] = {k: _num(v) for k, v in self.std[s].items()}
             out["ci"] = {k: [_num(x) for x in v] for k, v in self.ci[s].items()}
+            out["floor"] = {k: {"floor": _num(v["floor"]), "p": _num(v["p"])} for k, v in self.floor[s].items()}
             if self.versus:
                 out["versus"] = {k: {"value": _num(self.versus_values[s][k]),
                                      "difference": _num(self.values[s][k] - self.versus_values[s][k]),
@@ -162,7 +164,9 @@ class BiasScore:
             for k in m.METRICS:
                 row = {"category": s, "metric": k, "value": self.values[s][k], "std": self.std[s][k],
                        "ci_low": self.ci[s][k][0], "ci_high": self.ci[s][k][1],
-                       "n": self.values[s]["n_ambig" if k.endswith("_ambig") else "n_disambig"]}
+                       "n": self.values[s]["n_ambig" if k.endswith("_ambig") else "n_disambig"],
+                       "floor": self.floor[s].get(k, {}).get("floor", np.nan),
+                       "floor_p": self.floor[s].get(k, {}).get("p", np.nan)}
                 if self.versus:
                     row.update(versus=self.versus_values[s][k],
                                difference=self.values[s][k] - self.versus_values[s][k],
@@ -198,7 +202,8 @@ def bias_score(files: list[Source], versus: list[Source] | None = None, *, n_boo
     """BBQ accuracy and bias scores of `files` (runs of one model) per category and overall.
 
     Several files give the mean over runs and its std; bootstrap intervals resample items (the
-    same resample for every run) and cover that mean. `versus` (runs of another model on the
+    same resample for every run) and cover that mean. Each bias score also gets its noise floor
+    (metrics.bbq.direction_floor, the runs' answers pooled): what it would be with no direction. `versus` (runs of another model on the
     same items) adds B's scores, A - B and a paired permutation p-value, and the flips table.
     """
     if not files:
@@ -228,6 +233,7 @@ def bias_score(files: list[Source], versus: list[Source] | None = None, *, n_boo
             vals = vals[np.isfinite(vals)]
             ci[s][k] = ([float(np.quantile(vals, alpha)), float(np.quantile(vals, 1 - alpha))]
                         if vals.size else [float("nan")] * 2)
+    floor = m.direction_floor(feats.sum((0, 1)), confidence)  # the runs' answers pooled
     undetermined = (ref.roles == m.UNDETERMINED).any(1)
     n_und = {OVERALL: int(undetermined.sum())}
     n_und.update({str(c): int(undetermined[cat_codes == i].sum()) for i, c in enumerate(categories)})
@@ -236,6 +242,8 @@ def bias_score(files: list[Source], versus: list[Source] | None = None, *, n_boo
         values={s: {k: float(v[j]) for k, v in mean.items()} for j, s in enumerate(slots)},
         std={s: {k: float(std[k][j]) for k in m.METRICS} for j, s in enumerate(slots)},
         ci=ci, n_undetermined=n_und,
+        floor={s: {k: {q: float(v[q][j]) for q in ("floor", "p")} for k, v in floor.items()}
+               for j, s in enumerate(slots)},
         settings={"bootstrap": n_boot, "confidence": confidence, "seed": seed,
                   "permutations": n_perm if others else None})
     if others:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from kdfair_cli.cli.common import console
+from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.topk_cache import DEFAULT_TEMPERATURES, DEFAULT_TOP_K
 from kdfair_cli.train.config import DEFAULT_MAX_LENGTH
 
@@ -15,7 +16,9 @@ def command(
     model_dir: Path = typer.Argument(..., help="A model directory written by train-teacher or distill, "
                                      "or a local transformers causal-LM directory (with --dataset bbq)."),
     out: str = typer.Option(..., "--out", "-o", help="Predictions Parquet to write; '-' for stdout."),
-    split: str = typer.Option("test", "--split", help="Split to predict (train gives the teacher-logit cache)."),
+    split: str = typer.Option(None, "--split", help="Split to predict (train gives the teacher-logit cache); "
+                              "default test, and train for --dataset corpus (a teacher cache covers train).",
+                              show_default=False),
     data: Path = typer.Option(None, "--data", help="Dataset folder (default: the one in model.json)."),
     dataset: str = typer.Option(None, "--dataset", help="Dataset name (default: the one in model.json)."),
     dataset_option: list[str] = typer.Option(None, "--dataset-option", "-O", metavar="KEY=VALUE",
@@ -56,6 +59,9 @@ def command(
         kdfair predict /models/teacher --dataset corpus --data corpus.jsonl --top-k 64 -o cache/teacher
     """
     if dataset == "corpus":
+        if split not in (None, "train"):
+            raise KdfairError(f"--split {split}: a teacher cache covers the corpus's train lines (train.jsonl, "
+                              "whatever holdout a student takes from it); drop --split or give train")
         return _teacher_cache(model_dir, data, out, top_k, cache_temperatures, max_length, batch_size,
                               device, force)
     from kdfair_cli.data.options import parse_dataset_options
@@ -65,6 +71,7 @@ def command(
 
     if out != "-":
         check_writable(out)
+    split = split or "test"
     res = predict_split(model_dir, split=split, data=str(data) if data else None, dataset=dataset,
                         device=device, batch_size=batch_size, amp=amp,
                         dataset_options=parse_dataset_options(dataset_option), workers=workers,
@@ -86,7 +93,6 @@ def command(
 
 def _teacher_cache(model_dir: Path, data: Path | None, out: str, top_k: int, temperatures: str,
                    max_length: int, batch_size: int | None, device: str, force: bool) -> None:
-    from kdfair_cli.errors import KdfairError
     from kdfair_cli.lm_cache import write_teacher_cache
 
     if data is None:

@@ -108,6 +108,13 @@ def augment_generator(seed: int, epoch: int, device: torch.device) -> torch.Gene
     return gen
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of torch's global RNG (dropout) for one epoch: `seed` itself in epoch 0, so a run
+    whose model draws nothing from it is unchanged; a pure function of (seed, epoch), so a run
+    resumed after epoch e draws the same dropout masks as an uninterrupted one."""
+    return seed if epoch == 0 else _mix(seed, epoch, 3)
+
+
 def _mix(seed: int, epoch: int, stream: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + stream) % (2**63 - 1)
 

@@ -38,6 +38,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt
 #: Files hashed into the tokenizer fingerprint, when present.
 TOKENIZER_HASHED = TOKENIZER_FILES + ("merges.txt", "tokenizer_config.json", "special_tokens_map.json",
                                       "added_tokens.json")
+#: model.json's arch_family of a kdfair causal-LM model directory (save_pretrained + model.json).
+ARCH_FAMILY = "causal-lm"
 HUB_HINT = ("kdfair never downloads from the Hugging Face hub: download the model yourself "
             "(e.g. `hf download NAME --local-dir DIR`) and pass the folder")
 
@@ -52,7 +54,7 @@ def is_causal_lm_dir(path: str | Path) -> bool:
     if not meta.exists():
         return True
     try:
-        return json.loads(meta.read_text()).get("arch_family") == "causal-lm"
+        return json.loads(meta.read_text()).get("arch_family") == ARCH_FAMILY
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return False
 

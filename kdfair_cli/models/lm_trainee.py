@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,8 +36,8 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import register_input, umask_modes
 from kdfair_cli.models.causal_lm import TOKENIZER_FILES, _prefix_ids, _quiet, check_local_dir
 
+#: --arch of a causal LM trained by kdfair (its model.json's arch_family is causal_lm.ARCH_FAMILY).
 LM_ARCH = "causal-lm"
-ARCH_FAMILY = "causal-lm"
 
 
 def is_lm_arch(arch: str) -> bool:
@@ -86,6 +87,32 @@ def encode_corpus(tokenizer: Any, prompts: Any, responses: Any, max_length: int)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     ids = np.fromiter((t for s in seqs for t in s), dtype=np.int64, count=int(offsets[-1]))
     return Encoded(ids, offsets, np.asarray(learn, dtype=np.int64))
+
+
+def check_learned(enc: Encoded, split: str, max_length: int) -> None:
+    """Refuse a split with no learned token; warn about lines whose learned part is cut away."""
+    empty = int((enc.n_targets == 0).sum())
+    if len(enc) and empty == len(enc):
+        raise KdfairError(f"corpus split '{split}' has no learned token within --max-length {max_length}: "
+                          "every response starts beyond it; raise --max-length")
+    if empty:
+        print(f"kdfair: warning: {empty} of {len(enc)} lines of corpus split '{split}' have no learned token "
+              f"within --max-length {max_length} (the response starts beyond it); they teach nothing",
+              file=sys.stderr)
+
+
+def encoding_identity(tokenizer: Any, max_length: int) -> dict[str, Any]:
+    """How corpus lines become tokens (besides the vocabulary): what a cache and a student must share."""
+    return {"prefix_ids": _prefix_ids(tokenizer), "eos_token_id": tokenizer.eos_token_id,
+            "max_length": int(max_length)}
+
+
+def check_positions(hf: nn.Module, max_length: int, what: str, path: str | Path) -> None:
+    """--max-length must fit the model's learned positions (else an index error deep in torch)."""
+    limits = [getattr(hf.config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    limit = min([x for x in limits if isinstance(x, int) and x > 0] or [0]) or None
+    if limit is not None and limit < max_length:
+        raise KdfairError(f"{what} {path} has {limit} positions, fewer than --max-length {max_length}")
 
 
 class LMBatches:
@@ -183,7 +210,9 @@ class CausalLMTrainee(nn.Module):
         if "response" not in split.extra:
             raise KdfairError(f"split '{split.name}' is not a corpus split: --arch causal-lm trains on "
                               "--dataset corpus")
-        return encode_corpus(self.tokenizer, split.extra["prompt"], split.extra["response"], self.max_length)
+        enc = encode_corpus(self.tokenizer, split.extra["prompt"], split.extra["response"], self.max_length)
+        check_learned(enc, split.name, self.max_length)
+        return enc
 
     def make_batches(self, split: Any, device: torch.device) -> LMBatches:
         return LMBatches(self.encode_split(split), device)
@@ -255,9 +284,11 @@ def build_trainee(pretrained: str | None, tokenizer: str | None, max_length: int
         raise KdfairError("--tokenizer does not apply to --arch causal-lm: the tokenizer is the one "
                           "saved in the --pretrained directory")
     hf, tok = load_lm_dir(pretrained, "--pretrained")
+    check_positions(hf, max_length, "--pretrained", pretrained)
     trainee = CausalLMTrainee(hf, tok, max_length)
     meta = {"model_type": hf.config.model_type, "pretrained": str(Path(pretrained).resolve()),
             "pretrained_weights_sha256": weights_sha256(pretrained), "max_length": int(max_length),
-            "vocab": trainee.vocab, "tokenizer": tokenizer_identity(tok)}
+            "vocab": trainee.vocab, "tokenizer": tokenizer_identity(tok),
+            "encoding": encoding_identity(tok, max_length)}
     return trainee, meta
 

@@ -83,6 +83,8 @@ def summarise(results: pd.DataFrame, audit: dict[str, Any]) -> pd.DataFrame:
             row[f"{m}_std"] = math.nan if res["std"][m] is None else res["std"][m]
             lo, hi = res["ci"][m]
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = (math.nan if v is None else v for v in (lo, hi))
+            floor = (res["floor"].get(m) or {}).get("floor")
+            row[f"{m}_floor"] = math.nan if floor is None else floor
         out.append(row)
     return in_model_order(pd.DataFrame(out), ("temperature",))
 
@@ -125,7 +127,13 @@ def _cell(row: pd.Series, m: str) -> str:
         return "undefined" if m.startswith("bias") else "-"
     spread = f" ± {row[f'{m}_std']:.3f}" if row["n_seeds"] > 1 and not pd.isna(row[f"{m}_std"]) else ""
     ci = "" if pd.isna(row[f"{m}_ci_low"]) else f" [{row[f'{m}_ci_low']:.3f}, {row[f'{m}_ci_high']:.3f}]"
-    return f"{row[m]:.3f}{spread}{ci}"
+    return f"{row[m]:.3f}{spread}{ci}{' °' if within_floor(row, m) else ''}"
+
+
+def within_floor(row: pd.Series, m: str) -> bool:
+    """A bias score not above its noise floor (metrics.bbq.direction_floor): no evidence of a direction."""
+    floor = row.get(f"{m}_floor", math.nan)
+    return bool(m.startswith("bias") and not pd.isna(floor) and not pd.isna(row[m]) and abs(row[m]) <= floor)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -135,6 +143,10 @@ def to_markdown(table: pd.DataFrame) -> str:
         t = "-" if pd.isna(r["temperature"]) else f"{r['temperature']:g}"
         lines.append("| " + " | ".join([LABELS[r["model"]], t, str(int(r["n_seeds"]))]
                                        + [_cell(r, m) for m in METRICS]) + " |")
+    lines.append("")
+    lines.append("° a bias score within its noise floor: a model naming people as often, with no direction "
+                 "(each named answer the biased one with probability 1/2), scores this much or more in 95% "
+                 "of draws (docs/llm.md).")
     return "\n".join(lines) + "\n"
 
 
@@ -170,6 +182,11 @@ def conclusions(table: pd.DataFrame, d: pd.DataFrame) -> list[str]:
         apart = _above(t, n, "bias_ambig") or _above(n, t, "bias_ambig")
         out.append(f"Teacher s_AMB {_value(t, 'bias_ambig')} vs NDS {_value(n, 'bias_ambig')}: the intervals "
                    + ("do not overlap." if apart else "overlap."))
+    bias = [(r, m) for _, r in table.iterrows() for m in METRICS if m.startswith("bias") and not pd.isna(r[m])]
+    within = [f"{LABELS[r['model']]}{'' if pd.isna(r['temperature']) else f' T = {r.temperature:g}'} {HEADINGS[m]}"
+              for r, m in bias if within_floor(r, m)]
+    out.append(f"{len(within)} of {len(bias)} bias scores are within their noise floor (° in the table: no "
+               f"evidence of a direction){': ' + ', '.join(within) if within else ''}.")
     tested = d.dropna(subset=["p"])
     if tested.empty:
         return out
@@ -188,8 +205,8 @@ def conclusions(table: pd.DataFrame, d: pd.DataFrame) -> list[str]:
 
 
 def plot(table: pd.DataFrame, path: Path) -> Path:
-    """Accuracy and bias scores against T: the DS with its interval band, the teacher and the NDS
-    as dashed reference lines with theirs."""
+    """Accuracy and bias scores against T: the DS with its interval band and (bias scores) its
+    noise-floor band around 0, the teacher and the NDS as dashed reference lines with theirs."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), layout="constrained")
@@ -199,6 +216,9 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
             ax.plot(ds["temperature"], ds[m], marker="o", color="tab:blue", label="DS")
             ax.fill_between(ds["temperature"], ds[f"{m}_ci_low"], ds[f"{m}_ci_high"], color="tab:blue", alpha=0.2,
                             linewidth=0, label="DS 95% interval")
+            if m.startswith("bias"):  # the DS's noise floor: scores with no direction fall in this band
+                ax.fill_between(ds["temperature"], -ds[f"{m}_floor"], ds[f"{m}_floor"], color="grey", alpha=0.25,
+                                linewidth=0, label="DS noise floor")
         for model, color in (("teacher", "tab:green"), ("nds", "tab:red")):
             r = table[table["model"] == model]
             if r.empty or pd.isna(r.iloc[0][m]):

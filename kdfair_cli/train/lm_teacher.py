@@ -6,9 +6,10 @@ paper's KD term per token, against
   directory), run without gradients on the student's own batch: the teacher reads the same
   token ids, so both tokenizers must map every token to the same id (checked, ids not sizes);
 - or a top-k cache (`--teacher-logits CACHE_DIR`, written once by `kdfair predict TEACHER
-  --dataset corpus --top-k K`): its vocabulary, its target tokens and its per-sequence token
-  counts must match the student's tokenisation of the same lines, and T must be one of the
-  cache's temperatures (the lumped tail mass is stored per temperature).
+  --dataset corpus --top-k K`): it must come from the same corpus file (fingerprint), with the
+  same vocabulary, leading special tokens, EOS and max_length, and its target tokens and
+  per-line token counts must match the student's tokenisation; T must be one of the cache's
+  temperatures (the lumped tail mass is stored per temperature).
 The loss is computed in chunks of LOSS_CHUNK tokens (kdfair_cli.train.lm_kd_loss).
 """
 
@@ -27,8 +28,8 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.align import rows_for_ids
 from kdfair_cli.io.topk_cache import read_cache
 from kdfair_cli.models.lm_trainee import (
-    CausalLMTrainee, LMBatches, check_same_tokenizer, learned_rows, load_lm_dir, tokenizer_identity,
-    weights_sha256,
+    CausalLMTrainee, LMBatches, check_positions, check_same_tokenizer, encoding_identity, learned_rows,
+    load_lm_dir, tokenizer_identity, weights_sha256,
 )
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train.lm_kd_loss import TopKTargets, chunked_token_loss
@@ -47,9 +48,7 @@ def live_lm_teacher(cfg: TrainConfig, trainee: CausalLMTrainee, device: torch.de
     path = Path(str(cfg.teacher))
     hf, tok = load_lm_dir(path, "teacher")
     check_same_tokenizer(tok, trainee.tokenizer, str(path), str(cfg.pretrained))
-    limit = getattr(hf.config, "max_position_embeddings", None)
-    if isinstance(limit, int) and limit < trainee.max_length:
-        raise KdfairError(f"teacher {path} has {limit} positions, fewer than --max-length {trainee.max_length}")
+    check_positions(hf, trainee.max_length, "teacher", path)
     hf.to(device).eval()
     for p in hf.parameters():
         p.requires_grad_(False)
@@ -74,7 +73,7 @@ def live_lm_teacher(cfg: TrainConfig, trainee: CausalLMTrainee, device: torch.de
 
 
 def cached_lm_teacher(cfg: TrainConfig, trainee: CausalLMTrainee, batches: LMBatches, train: Split,
-                      device: torch.device) -> tuple[TeacherSource, dict]:
+                      device: torch.device, info_fingerprint: str) -> tuple[TeacherSource, dict]:
     """Top-k teacher targets from a cache, checked against the student's tokenisation."""
     path = Path(str(cfg.teacher_logits))
     cache = read_cache(path)
@@ -83,6 +82,16 @@ def cached_lm_teacher(cfg: TrainConfig, trainee: CausalLMTrainee, batches: LMBat
     if (manifest.get("tokenizer") or {}).get("vocab_sha256") != ident["vocab_sha256"]:
         raise KdfairError(f"--teacher-logits {path} was made with another tokenizer than the student's "
                           f"({cfg.pretrained}): token ids differ; token-level distillation needs the same tokenizer")
+    corpus = manifest.get("corpus") or {}
+    if corpus.get("fingerprint") != info_fingerprint:
+        raise KdfairError(f"--teacher-logits {path} was made from another corpus ({corpus.get('path')}, "
+                          f"fingerprint {str(corpus.get('fingerprint'))[:12]}) than --data {cfg.data} "
+                          f"({info_fingerprint[:12]}); the teacher's targets would belong to other contexts")
+    mine = encoding_identity(trainee.tokenizer, trainee.max_length)
+    if manifest.get("encoding") != mine:
+        raise KdfairError(f"--teacher-logits {path} tokenised the corpus otherwise than the student "
+                          f"({manifest.get('encoding')} against {mine}: leading special tokens, EOS or "
+                          "--max-length differ)")
     column = cache.column(float(cfg.temperature))
     positions = rows_for_ids(cache.sample_id, train.sample_id, have=str(path), want=f"the corpus {cfg.data}")
     if not np.array_equal(cache.lengths[positions], batches.enc.n_targets):
@@ -118,14 +127,14 @@ def cached_lm_teacher(cfg: TrainConfig, trainee: CausalLMTrainee, batches: LMBat
 
 
 def lm_objective(cfg: TrainConfig, trainee: CausalLMTrainee, batches: LMBatches, train: Split,
-                 device: torch.device) -> tuple[Objective, dict]:
+                 device: torch.device, fingerprint: str) -> tuple[Objective, dict]:
     """The objective for cfg.role, and the teacher's provenance (empty without a teacher)."""
     source, provenance = None, {}
     if cfg.role == "ds":
         if cfg.teacher:
             source, provenance = live_lm_teacher(cfg, trainee, device)
         else:
-            source, provenance = cached_lm_teacher(cfg, trainee, batches, train, device)
+            source, provenance = cached_lm_teacher(cfg, trainee, batches, train, device, fingerprint)
     temperature, alpha = cfg.temperature, cfg.alpha if cfg.alpha is not None else 0.0
 
     def objective(hidden: torch.Tensor, y: torch.Tensor, index: torch.Tensor, x: torch.Tensor) -> StepLoss:

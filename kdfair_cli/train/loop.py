@@ -1,8 +1,8 @@
 """The training loop shared by train-teacher and distill.
 
 One loop, an `objective` deciding the loss: cross-entropy on hard labels (teacher, NDS) or the
-KD loss (distilled student). Each epoch's sample order and augmentation are pure functions of
-(seed, epoch), and state is saved atomically after every epoch, so `--resume` after a kill
+KD loss (distilled student). Each epoch's sample order, augmentation and global RNG (dropout)
+are pure functions of (seed, epoch), and state is saved atomically after every epoch, so `--resume` after a kill
 ends with the same weights as an uninterrupted run. SIGTERM (what SLURM sends before
 preemption) stops at the next batch boundary; the last finished epoch is already on disk.
 """
@@ -22,7 +22,7 @@ from torch import nn
 
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import atomic_path
-from kdfair_cli.data.batches import Batches, augment_generator, epoch_order
+from kdfair_cli.data.batches import Batches, augment_generator, epoch_order, epoch_seed
 from kdfair_cli.train.config import TrainConfig, lr_at
 from kdfair_cli.train.distributed import DistEnv, all_sum, any_rank, shard
 from kdfair_cli.train.progress import EpochReporter
@@ -199,6 +199,7 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
     with stop_on_signals() as flag, EpochReporter(name, cfg.epochs, steps, verbose) as report:
         for epoch in range(start_epoch, cfg.epochs):
             report.start_epoch(epoch)
+            torch.manual_seed(epoch_seed(cfg.seed, epoch))  # dropout masks: resumable like the order
             t0 = time.perf_counter()
             order = shard(epoch_order(n, cfg.seed, epoch, device), dist)
             gen = augment_generator(cfg.seed, epoch, device)
