@@ -51,6 +51,32 @@ def make_batches(dataset: Any, split: Any, device: torch.device, mean: tuple[flo
     return ImageBatches(images, mean, std)
 
 
+class IndexedBatches:
+    """`epoch` and `sequential` for batches gathered by position: a subclass gives `__len__`,
+    `device` and `get(index)` (token ids of text classifiers and causal LMs)."""
+
+    device: torch.device
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def get(self, index: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    def epoch(self, order: torch.Tensor, batch_size: int, augment: bool,
+              generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, Any]]:
+        """(index, batch) following `order`; no augmentation for token batches."""
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            yield index, self.get(index)
+
+    def sequential(self, batch_size: int) -> Iterator[tuple[torch.Tensor, Any]]:
+        n = len(self)
+        for start in range(0, n, batch_size):
+            index = torch.arange(start, min(start + batch_size, n), device=self.device)
+            yield index, self.get(index)
+
+
 class ImageBatches:
     """Normalised float batches from a uint8 NCHW tensor already on the device."""
 

@@ -19,11 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from kdfair_cli.data.batches import IndexedBatches
+from kdfair_cli.data.text import files_fingerprint
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import register_input, umask_modes
+from kdfair_cli.io.atomic import register_input
 from kdfair_cli.models.causal_lm import TOKENIZER_FILES, _prefix_ids, _quiet, check_local_dir
+from kdfair_cli.models.text import write_pretrained
 
 #: --arch of a causal LM trained by kdfair (its model.json's arch_family is causal_lm.ARCH_FAMILY).
 LM_ARCH = "causal-lm"
@@ -115,7 +114,7 @@ def check_positions(hf: nn.Module, max_length: int, what: str, path: str | Path)
         raise KdfairError(f"{what} {path} has {limit} positions, fewer than --max-length {max_length}")
 
 
-class LMBatches:
+class LMBatches(IndexedBatches):
     """[B, 3, L] batches (ids, attention mask, learned mask) of an Encoded split, padded right."""
 
     def __init__(self, enc: Encoded, device: torch.device) -> None:
@@ -138,18 +137,6 @@ class LMBatches:
         x[:, 1] = torch.from_numpy(valid)
         x[:, 2] = torch.from_numpy(valid & (pos[None, :] >= self.enc.learn_from[rows][:, None]))
         return x.to(self.device)
-
-    def epoch(self, order: torch.Tensor, batch_size: int, augment: bool,
-              generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            yield index, self.get(index)
-
-    def sequential(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self)
-        for start in range(0, n, batch_size):
-            index = torch.arange(start, min(start + batch_size, n), device=self.device)
-            yield index, self.get(index)
 
 
 def learned_rows(hidden: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,19 +205,10 @@ class CausalLMTrainee(nn.Module):
         return LMBatches(self.encode_split(split), device)
 
     def write_dir(self, out: Path, state_dict: dict | None = None) -> None:
-        """save_pretrained (one model.safetensors) and the tokenizer into `out`, swapped in file by file."""
+        """save_pretrained (one model.safetensors) and the tokenizer into `out`."""
         if state_dict is not None:
             self.load_state_dict(state_dict)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".hf-", dir=out))
-        try:
-            self.hf.save_pretrained(tmp, safe_serialization=True, max_shard_size="1000GB")
-            self.tokenizer.save_pretrained(tmp)
-            umask_modes(tmp)  # save_pretrained writes its safetensors 0600, unlike every other output
-            for f in sorted(tmp.iterdir()):
-                os.replace(f, out / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_pretrained(out, self.hf, self.tokenizer)
 
 
 def load_lm_dir(path: str | Path, what: str) -> tuple[nn.Module, Any]:
@@ -266,13 +244,7 @@ def weights_sha256(path: str | Path) -> str:
     files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
     if not files:
         raise KdfairError(f"{path} has no weight files (*.safetensors or *.bin)")
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode() + b"\0")
-        with open(f, "rb") as fh:
-            while block := fh.read(1 << 22):
-                digest.update(block)
-    return digest.hexdigest()
+    return files_fingerprint(*files)
 
 
 def build_trainee(pretrained: str | None, tokenizer: str | None, max_length: int) -> tuple[CausalLMTrainee, dict]:

@@ -26,13 +26,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from kdfair_cli.data.batches import IndexedBatches
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import umask_modes
 
@@ -65,11 +65,12 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-class TokenBatches:
+class TokenBatches(IndexedBatches):
     """Batches of token ids [B, 2, L] (ids, attention mask) from a tokenised split on the device."""
 
     def __init__(self, tokens: torch.Tensor) -> None:
         self.tokens = tokens
+        self.device = tokens.device
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -78,18 +79,6 @@ class TokenBatches:
         batch = self.tokens[index]
         length = max(1, int(batch[:, 1].sum(1).max()))
         return batch[:, :, :length]
-
-    def epoch(self, order: torch.Tensor, batch_size: int, augment: bool,
-              generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            yield index, self.get(index)
-
-    def sequential(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self)
-        for start in range(0, n, batch_size):
-            index = torch.arange(start, min(start + batch_size, n), device=self.tokens.device)
-            yield index, self.get(index)
 
 
 class HFTextClassifier(nn.Module):
@@ -126,16 +115,22 @@ class HFTextClassifier(nn.Module):
         """save_pretrained of model and tokenizer into `out` (files swapped in one by one)."""
         if state_dict is not None:
             self.load_state_dict(state_dict)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".hf-", dir=out))
-        try:
-            self.hf.save_pretrained(tmp, safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp)
-            umask_modes(tmp)  # save_pretrained writes its safetensors 0600, unlike every other output
-            for f in sorted(tmp.iterdir()):
-                os.replace(f, out / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_pretrained(out, self.hf, self.tokenizer)
+
+
+def write_pretrained(out: Path, hf: nn.Module, tokenizer: Any) -> None:
+    """save_pretrained of a model (one model.safetensors) and its tokenizer into `out`, written in a
+    temporary folder and swapped in file by file, with the umask's file modes."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".hf-", dir=out))
+    try:
+        hf.save_pretrained(tmp, safe_serialization=True, max_shard_size="1000GB")
+        tokenizer.save_pretrained(tmp)
+        umask_modes(tmp)  # save_pretrained writes its safetensors 0600, unlike every other output
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def train_wordpiece(texts: Any, vocab_size: int) -> Any:
