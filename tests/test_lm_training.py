@@ -57,11 +57,12 @@ def test_corpus_lines_and_refusals(tmp_path):
     f.write_text('{"text": "a b"}\n\n{"prompt": "q", "response": " r", "id": 7}\n')
     split = open_corpus(f).split("train")
     assert list(split.sample_id) == [0, 7] and list(split.extra["prompt"]) == ["", "q"]
-    for body, msg in (('{"txt": "a"}\n', "line 1: no 'text' field"), ("[1]\n", "line 1: expected a JSON object"),
+    for body, msg in (('{"txt": "a"}\n', "c.jsonl:1: no 'text' field"), ("[1]\n", "c.jsonl:1: expected a JSON object"),
                       ('{"text": "a"}\n{"text": "b", "id": 0}\n', "id 0 appears 2 times"),
-                      ('{"text": "a"}\nnot json\n', "line 2: not JSON"),
+                      ('{"text": "a"}\nnot json\n', "c.jsonl:2: not valid JSON"),
+                      ('{"text": "a"}\n\xff\n', "c.jsonl: not UTF-8"),
                       ('{"prompt": "a", "response": ""}\n', "empty response")):
-        f.write_text(body)
+        f.write_bytes(body.encode("latin-1"))  # \xff: a byte that is not UTF-8
         with pytest.raises(KdfairError, match=msg):
             open_corpus(f)
 
@@ -255,7 +256,7 @@ def cache4(lms, tmp_path_factory):
 
 BAD = [  # (id, args, culprit in the one error line, path that must not appear)
     ("corpus-bad-line", ["train-teacher", "--arch", "causal-lm", "--pretrained", "{student}", "--dataset",
-                         "corpus", "--data", "{badcorpus}", "-o", "{tmp}/o"], "line 2", "{tmp}/o"),
+                         "corpus", "--data", "{badcorpus}", "-o", "{tmp}/o"], "bad.jsonl:2", "{tmp}/o"),
     ("lm-needs-pretrained", ["train-teacher", "--arch", "causal-lm", "--dataset", "corpus", "--data",
                              "{corpus}", "-o", "{tmp}/o"], "--pretrained", "{tmp}/o"),
     ("lm-needs-corpus", ["train-teacher", "--arch", "lenet5", "--dataset", "corpus", "--data", "{corpus}",

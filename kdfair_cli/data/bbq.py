@@ -21,7 +21,6 @@ This module imports no torch.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from kdfair_cli.data.base import Attribute, DatasetInfo, Split
 from kdfair_cli.data.options import check_options
 from kdfair_cli.data.text import files_fingerprint
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.jsonl import json_lines
 
 SPLIT = "test"
 CLASS_NAMES = ("ans0", "ans1", "ans2")
@@ -155,17 +155,7 @@ def check_item(item: Any, where: str) -> dict:
 
 def read_items(path: Path) -> list[dict]:
     """All items of one category file, checked."""
-    items = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise KdfairError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            items.append(check_item(item, f"{path}:{lineno}"))
-    return items
+    return [check_item(item, where) for where, item in json_lines(path)]
 
 
 def read_metadata_csv(path: Path) -> dict[tuple[str, int], tuple[int | None, str]]:

@@ -7,7 +7,7 @@ is a JSON object with either
   them are learned (supervised fine-tuning style),
 and optionally `id` (a non-negative integer, unique in the file; default: the line's position).
 A file mixes the two kinds freely. Empty lines are skipped; anything else that is not such an
-object is refused, naming file and line. Without val.jsonl, training holds out `val_fraction`
+object is refused, naming file and line (PATH:LINE). Without val.jsonl, training holds out `val_fraction`
 of train (seeded), as for every other dataset.
 
 Tokenisation belongs to the model (kdfair_cli.models.lm_trainee); this module holds text only
@@ -16,7 +16,6 @@ and imports no torch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import numpy as np
 from kdfair_cli.data.base import DatasetInfo, Split
 from kdfair_cli.data.text import files_fingerprint
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.jsonl import json_lines
 
 SPLIT_FILES = {"train": "train.jsonl", "val": "val.jsonl"}
 
@@ -31,18 +31,7 @@ SPLIT_FILES = {"train": "train.jsonl", "val": "val.jsonl"}
 def _read_jsonl(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """(prompts, responses, ids) of a JSONL file; a `text` line has prompt ''."""
     prompts, responses, ids = [], [], []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise KdfairError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise KdfairError(f"{where}: not JSON ({exc.msg})") from None
+    for where, row in json_lines(path):
         if not isinstance(row, dict):
             raise KdfairError(f"{where}: expected a JSON object with 'text' or 'prompt' and 'response'")
         if "text" in row:

@@ -15,7 +15,6 @@ imported file pairs with `kdfair predict ... --dataset bbq` item by item.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from kdfair_cli import __version__
 from kdfair_cli.data.bbq import (CATEGORIES, CLASS_NAMES, SPLIT, UNDETERMINED, UNKNOWN, bbq_attributes,
                                  bbq_sample_id, check_item, derive_roles, item_attrs)
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.jsonl import json_lines
 from kdfair_cli.io.predictions import SplitPredictions
 
 UNKNOWN_MODES = ("own", "max")
@@ -86,20 +86,12 @@ def read_lm_eval_samples(path: str | Path, *, unknown: str = "own", filter_name:
     if not path.is_file():
         raise KdfairError(f"{path}: file does not exist")
     rows: list[tuple[str, dict, list[str], np.ndarray]] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise KdfairError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(sample, dict) or "doc" not in sample or "arguments" not in sample:
-                raise KdfairError(f"{where}: not an lm-eval sample (needs 'doc' and 'arguments')")
-            doc = check_item(sample["doc"], f"{where}: doc")
-            choices = _choices(sample["arguments"], where)
-            rows.append((str(sample.get("filter", "none")), doc, choices, _logliks(sample, len(choices), where)))
+    for where, sample in json_lines(path):
+        if not isinstance(sample, dict) or "doc" not in sample or "arguments" not in sample:
+            raise KdfairError(f"{where}: not an lm-eval sample (needs 'doc' and 'arguments')")
+        doc = check_item(sample["doc"], f"{where}: doc")
+        choices = _choices(sample["arguments"], where)
+        rows.append((str(sample.get("filter", "none")), doc, choices, _logliks(sample, len(choices), where)))
     if not rows:
         raise KdfairError(f"{path}: no samples")
     filters = sorted({r[0] for r in rows})
