@@ -78,8 +78,10 @@ def test_learned_tokens_are_the_response_and_eos(lms):
     p, r, t = (tok(s, add_special_tokens=False)["input_ids"] for s in ("Who?", " The boy", "plain text"))
     bos, eos = tok.bos_token_id, tok.eos_token_id
     assert enc.ids.tolist() == [bos, *p, *r, eos, bos, *t, eos]
-    assert enc.targets().tolist() == [*r, eos, *t, eos]
-    x = LMBatches(enc, torch.device("cpu")).get(torch.tensor([1, 0]))
+    batches = LMBatches(enc, torch.device("cpu"))
+    assert learned_rows(torch.zeros(2, batches.get(torch.tensor([0, 1])).shape[2], 1),
+                        batches.get(torch.tensor([0, 1])))[1].tolist() == [*r, eos, *t, eos]
+    x = batches.get(torch.tensor([1, 0]))
     hidden = torch.arange(x.shape[2], dtype=torch.float32)[None, :, None].repeat(2, 1, 1)
     rows, targets = learned_rows(hidden, x)
     assert targets.tolist() == [*t, eos, *r, eos]

@@ -94,7 +94,13 @@ def _quiet() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _prefix_ids(tokenizer: Any) -> list[int]:
+def model_positions(config: Any) -> int | None:
+    """The positions a model has (max_position_embeddings or n_positions); None if it names none."""
+    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    return min([int(x) for x in limits if isinstance(x, int) and x > 0] or [0]) or None
+
+
+def prefix_ids(tokenizer: Any) -> list[int]:
     """Leading special tokens of an encoding: with specials minus without, on a probe text."""
     probe = "hello world"
     plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
@@ -135,8 +141,7 @@ def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype | 
         raise KdfairError(f"{path}: cannot load a causal language model "
                           f"({str(exc).splitlines()[0]})") from exc
     model.to(device).eval()
-    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
-    max_length = min([int(x) for x in limits if isinstance(x, int) and x > 0] or [4096])
+    max_length = model_positions(config) or 4096
     weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
     provenance = {
         "dir": str(path.resolve()),
@@ -148,7 +153,7 @@ def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype | 
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "dtype": str(dtype).replace("torch.", ""),
     }
-    return CausalLM(model, tokenizer, device, provenance, _prefix_ids(tokenizer), max_length)
+    return CausalLM(model, tokenizer, device, provenance, prefix_ids(tokenizer), max_length)
 
 
 def encode_pairs(lm: CausalLM, prompts: list[str], continuations: list[str]) -> list[tuple[list[int], list[int]]]:

@@ -32,7 +32,7 @@ from kdfair_cli.data.batches import IndexedBatches
 from kdfair_cli.data.text import files_fingerprint
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import register_input
-from kdfair_cli.models.causal_lm import TOKENIZER_FILES, _prefix_ids, _quiet, check_local_dir
+from kdfair_cli.models.causal_lm import TOKENIZER_FILES, _quiet, check_local_dir, model_positions, prefix_ids
 from kdfair_cli.models.text import write_pretrained
 
 #: --arch of a causal LM trained by kdfair (its model.json's arch_family is causal_lm.ARCH_FAMILY).
@@ -64,15 +64,10 @@ class Encoded:
         """Learned tokens per sequence."""
         return np.maximum(self.lengths - self.learn_from, 0)
 
-    def targets(self) -> np.ndarray:
-        """Every learned token id, sequence by sequence in position order (the loss's row order)."""
-        pos = np.arange(len(self.ids)) - np.repeat(self.offsets[:-1], self.lengths)
-        return self.ids[pos >= np.repeat(self.learn_from, self.lengths)]
-
 
 def encode_corpus(tokenizer: Any, prompts: Any, responses: Any, max_length: int) -> Encoded:
     """Tokenise corpus lines (see the module docstring)."""
-    prefix = _prefix_ids(tokenizer)
+    prefix = prefix_ids(tokenizer)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     prompts, responses = [str(p) for p in prompts], [str(r) for r in responses]
     p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
@@ -102,14 +97,13 @@ def check_learned(enc: Encoded, split: str, max_length: int) -> None:
 
 def encoding_identity(tokenizer: Any, max_length: int) -> dict[str, Any]:
     """How corpus lines become tokens (besides the vocabulary): what a cache and a student must share."""
-    return {"prefix_ids": _prefix_ids(tokenizer), "eos_token_id": tokenizer.eos_token_id,
+    return {"prefix_ids": prefix_ids(tokenizer), "eos_token_id": tokenizer.eos_token_id,
             "max_length": int(max_length)}
 
 
 def check_positions(hf: nn.Module, max_length: int, what: str, path: str | Path) -> None:
     """--max-length must fit the model's learned positions (else an index error deep in torch)."""
-    limits = [getattr(hf.config, k, None) for k in ("max_position_embeddings", "n_positions")]
-    limit = min([x for x in limits if isinstance(x, int) and x > 0] or [0]) or None
+    limit = model_positions(hf.config)
     if limit is not None and limit < max_length:
         raise KdfairError(f"{what} {path} has {limit} positions, fewer than --max-length {max_length}")
 
@@ -141,7 +135,7 @@ class LMBatches(IndexedBatches):
 
 def learned_rows(hidden: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden states that predict a learned token [N, H], those tokens [N]), row-major: sequence
-    by sequence, in position order (the order of Encoded.targets and of a teacher cache)."""
+    by sequence, in position order (the row order of a teacher cache)."""
     sel = x[:, 2, 1:].bool()
     return hidden[:, :-1][sel], x[:, 0, 1:][sel]
 
