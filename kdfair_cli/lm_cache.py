@@ -26,7 +26,7 @@ from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.topk_cache import DEFAULT_TEMPERATURES, DEFAULT_TOP_K, MANIFEST, CacheWriter
 from kdfair_cli.models.lm_trainee import (
-    Encoded, LMBatches, check_learned, check_positions, encode_corpus, encoding_identity, learned_rows, load_lm_dir,
+    CausalLMTrainee, Encoded, LMBatches, check_learned, check_positions, encode_corpus, encoding_identity, learned_rows, load_lm_dir,
     tokenizer_identity, weights_sha256,
 )
 from kdfair_cli.train.config import DEFAULT_MAX_LENGTH
@@ -65,21 +65,16 @@ def _replaceable(out: Path, force: bool) -> bool:
     return True
 
 
-def _teacher_pass(hf: torch.nn.Module, batches: LMBatches, writer: CacheWriter, sample_id: np.ndarray,
-                  enc: Encoded, vocab: int, top_k: int, temps: Sequence[float], batch_size: int) -> int:
+def _teacher_pass(model: CausalLMTrainee, batches: LMBatches, writer: CacheWriter, sample_id: np.ndarray,
+                  enc: Encoded, top_k: int, temps: Sequence[float], batch_size: int) -> int:
     """Run the teacher over every line and hand the writer its top-k rows; returns the tokens seen."""
-    head, base = hf.get_output_embeddings(), hf.base_model
-    softcap = getattr(hf.config, "final_logit_softcapping", None)
     tokens = 0
     with torch.no_grad():
         for index, x in batches.sequential(batch_size):
-            rows, targets = learned_rows(base(input_ids=x[:, 0], attention_mask=x[:, 1],
-                                              use_cache=False).last_hidden_state, x)
+            rows, targets = learned_rows(model(x), x)
             parts = []
             for s in range(0, len(rows), LOSS_CHUNK):
-                logits = head(rows[s:s + LOSS_CHUNK]).float()[:, :vocab]
-                if softcap:
-                    logits = torch.tanh(logits / softcap) * softcap
+                logits = model.head(rows[s:s + LOSS_CHUNK]).float()[:, :model.vocab]
                 parts.append(topk_from_logits(logits, top_k, temps))
             values = torch.cat([p[0] for p in parts]) if parts else torch.zeros((0, top_k))
             indices = torch.cat([p[1] for p in parts]) if parts else torch.zeros((0, top_k), dtype=torch.long)
@@ -128,7 +123,7 @@ def write_teacher_cache(teacher: str | Path, corpus: str | Path, out: str | Path
     enc = encode_corpus(tok, split.extra["prompt"], split.extra["response"], max_length)
     check_learned(enc, "train", max_length)
     batches = LMBatches(enc, dev)
-    hf.to(dev).eval()
+    model = CausalLMTrainee(hf, tok, max_length).to(dev).eval()
     meta = {"kdfair_version": __version__,
             "tokenizer": tokenizer_identity(tok),
             "teacher": {"dir": str(Path(teacher).resolve()), "arch": hf.config.model_type,
@@ -140,7 +135,7 @@ def write_teacher_cache(teacher: str | Path, corpus: str | Path, out: str | Path
     writer = CacheWriter(out, top_k=top_k, temperatures=list(temps), vocab=vocab, meta=meta, force=replace)
     t0 = time.perf_counter()
     try:
-        tokens = _teacher_pass(hf, batches, writer, split.sample_id, enc, vocab, top_k, temps, batch_size)
+        tokens = _teacher_pass(model, batches, writer, split.sample_id, enc, top_k, temps, batch_size)
         manifest = writer.close()
     except BaseException:  # nothing half-written stays behind: no shards, no empty folder
         _remove_cache(out, keep_folder=existed)

@@ -49,21 +49,17 @@ def live_lm_teacher(cfg: TrainConfig, trainee: CausalLMTrainee, device: torch.de
     hf, tok = load_lm_dir(path, "teacher")
     check_same_tokenizer(tok, trainee.tokenizer, str(path), str(cfg.pretrained))
     check_positions(hf, trainee.max_length, "teacher", path)
-    hf.to(device).eval()
-    for p in hf.parameters():
+    model = CausalLMTrainee(hf, tok, trainee.max_length).to(device).eval()
+    for p in model.parameters():
         p.requires_grad_(False)
-    head = hf.get_output_embeddings()
-    softcap = getattr(hf.config, "final_logit_softcapping", None)
 
     def source(index: torch.Tensor, x: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
         with torch.no_grad():
-            hidden = hf.base_model(input_ids=x[:, 0], attention_mask=x[:, 1], use_cache=False).last_hidden_state
-            rows, _ = learned_rows(hidden, x)
+            rows, _ = learned_rows(model(x), x)
 
         def teacher(start: int, end: int) -> torch.Tensor:
             with torch.no_grad():
-                logits = head(rows[start:end]).float()
-                return torch.tanh(logits / softcap) * softcap if softcap else logits
+                return model.head(rows[start:end]).float()
 
         return teacher
 
