@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdfair_cli.lm_cache import write_teacher_cache  # noqa: E402
+from kdfair_cli.llm.cache import write_teacher_cache  # noqa: E402
 from kdfair_cli.train.config import TrainConfig  # noqa: E402
 from kdfair_cli.train.runner import train_model  # noqa: E402
 from tests.llm_fakes import tiny_lm, write_corpus  # noqa: E402

@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdfair_cli.data.bbq import open_bbq  # noqa: E402
-from kdfair_cli.lm_inference import CONTINUATION, PROMPT_TEMPLATE, build_prompts  # noqa: E402
-from kdfair_cli.models.causal_lm import encode_pairs, load_causal_lm, score_pairs  # noqa: E402
+from kdfair_cli.llm.bbq import open_bbq  # noqa: E402
+from kdfair_cli.llm.scoring import CONTINUATION, PROMPT_TEMPLATE, build_prompts  # noqa: E402
+from kdfair_cli.llm.causal_lm import encode_pairs, load_causal_lm, score_pairs  # noqa: E402
 from tests.llm_fakes import tiny_lm, write_bbq  # noqa: E402
 
 

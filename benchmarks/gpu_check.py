@@ -410,7 +410,7 @@ def paper_section(args: argparse.Namespace, work: Path, data: dict) -> dict[str,
 
 def paper_spec(seeds: list[int], device: str, data: str, quick: bool) -> str:
     """The shipped study spec (examples/trifeature.toml) on `data`, at T = 1, 5, 10 and `seeds`."""
-    from kdfair_cli.sweep.spec import EXAMPLE_SPEC
+    from kdfair_cli.classifier.spec import EXAMPLE_SPEC
 
     edits = {"seeds": str(seeds), "temperatures": "[1, 5, 10]", "device": f'"{device}"', "path": json.dumps(data),
              "compare_classes": "true" if len(seeds) >= 2 else "false"}

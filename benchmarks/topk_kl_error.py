@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 import torch
 
-from kdfair_cli.train.lm_kd_loss import TopKTargets, token_kd_terms_full, token_kd_terms_topk, topk_from_logits
+from kdfair_cli.llm.kd_loss import TopKTargets, token_kd_terms_full, token_kd_terms_topk, topk_from_logits
 
 
 def zipf_pair(vocab: int, rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

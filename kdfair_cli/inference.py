@@ -68,14 +68,14 @@ def predict_split(model_dir: str | Path, *, split: str = "test", data: str | Non
     dataset is the same), updated by `dataset_options`. Under torchrun each rank predicts every
     W-th sample and rank 0 gathers them; the other ranks return None. A plain transformers
     causal-LM directory (no model.json) scores multiple-choice items instead
-    (kdfair_cli.lm_inference; `lm_options` are its options); batch_size defaults to 512
+    (kdfair_cli.llm.scoring; `lm_options` are its options); batch_size defaults to 512
     samples, or 16 items for a causal LM.
     """
-    from kdfair_cli.models.causal_lm import check_local_dir, is_causal_lm_dir
+    from kdfair_cli.llm.causal_lm import check_local_dir, is_causal_lm_dir
 
     check_local_dir(model_dir)
     if is_causal_lm_dir(model_dir):
-        from kdfair_cli.lm_inference import predict_causal_lm
+        from kdfair_cli.llm.scoring import predict_causal_lm
 
         return predict_causal_lm(model_dir, dataset=dataset, data=data, split=split, device=device,
                                  batch_size=batch_size or 16, dataset_options=dataset_options,

@@ -38,8 +38,8 @@ def test_import_api_loads_no_torch_and_no_cli():
 def test_sweep_imports_nothing_from_cli():
     for path in (ROOT / "kdfair_cli" / "sweep").glob("*.py"):
         assert "kdfair_cli.cli" not in path.read_text(), path
-    mods = _modules_after("import kdfair_cli.sweep.runner, kdfair_cli.sweep.report, "
-                          "kdfair_cli.sweep.analyses")
+    mods = _modules_after("import kdfair_cli.sweep.runner, kdfair_cli.classifier.report, "
+                          "kdfair_cli.classifier.analyses")
     assert not any(m.startswith("kdfair_cli.cli") for m in mods)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from kdfair_cli import docs_gen
 from kdfair_cli.cli.train_options import TRAIN_OPTIONS
-from kdfair_cli.sweep.spec import TRAIN_KEYS
+from kdfair_cli.classifier.spec import TRAIN_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 

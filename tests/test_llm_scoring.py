@@ -14,10 +14,10 @@ import torch
 from typer.testing import CliRunner
 
 from kdfair_cli.cli.app import app
-from kdfair_cli.data.bbq import derive_roles, open_bbq
+from kdfair_cli.llm.bbq import derive_roles, open_bbq
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.models import causal_lm
-from kdfair_cli.models.causal_lm import encode_pairs, load_causal_lm, score_batch
+from kdfair_cli.llm import causal_lm
+from kdfair_cli.llm.causal_lm import encode_pairs, load_causal_lm, score_batch
 from tests.llm_fakes import bbq_items, tiny_lm, write_bbq
 
 runner = CliRunner()
@@ -183,7 +183,7 @@ def test_predict_file_mean_scoring_and_analyses(env, tmp_path):
                        for k in range(3)] for i in range(len(a))])
     np.testing.assert_allclose(lb, la / n_tok, rtol=1e-5)
     # Item 0 by hand from transformers.
-    from kdfair_cli.lm_inference import PROMPT_TEMPLATE
+    from kdfair_cli.llm.scoring import PROMPT_TEMPLATE
     row = a.iloc[0]
     prompt = PROMPT_TEMPLATE.format(context=row["attr_context"], question=row["attr_question"])
     p_ids = [0] + lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]

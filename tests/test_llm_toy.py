@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from kdfair_cli.api.bias_score import bias_score
 from kdfair_cli.cli.app import app
-from kdfair_cli.data.bbq import derive_roles
-from kdfair_cli.data import llm_toy_world as world
-from kdfair_cli.data.llm_toy import generate_llm_toy
+from kdfair_cli.llm.bbq import derive_roles
+from kdfair_cli.llm import toy_world as world
+from kdfair_cli.llm.toy import generate_llm_toy
 from kdfair_cli.data.registry import open_dataset
 
 cli = CliRunner()

@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from kdfair_cli.cli.app import app
-from kdfair_cli.models.causal_lm import encode_pairs, load_causal_lm, score_pairs
+from kdfair_cli.llm.causal_lm import encode_pairs, load_causal_lm, score_pairs
 from tests.llm_fakes import bbq_items, tiny_lm, write_bbq
 
 runner = CliRunner()

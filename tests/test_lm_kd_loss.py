@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kdfair_cli.train.kd_loss import kd_loss
-from kdfair_cli.train.lm_kd_loss import (TopKTargets, chunked_token_loss, token_kd_terms_full,
+from kdfair_cli.llm.kd_loss import (TopKTargets, chunked_token_loss, token_kd_terms_full,
                                          token_kd_terms_topk, topk_from_logits)
 
 LN2, LN4 = math.log(2.0), math.log(4.0)

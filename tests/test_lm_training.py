@@ -51,7 +51,7 @@ def weights(path):
 # ------------------------------------------------------------------------------ corpus and rows
 
 def test_corpus_lines_and_refusals(tmp_path):
-    from kdfair_cli.data.corpus import open_corpus
+    from kdfair_cli.llm.corpus import open_corpus
 
     f = tmp_path / "c.jsonl"
     f.write_text('{"text": "a b"}\n\n{"prompt": "q", "response": " r", "id": 7}\n')
@@ -71,7 +71,7 @@ def test_learned_tokens_are_the_response_and_eos(lms):
     """Worked by hand with the tokenizer: BOS + prompt + response + EOS, only response + EOS learned."""
     from transformers import AutoTokenizer
 
-    from kdfair_cli.models.lm_trainee import LMBatches, encode_corpus, learned_rows
+    from kdfair_cli.llm.trainee import LMBatches, encode_corpus, learned_rows
 
     tok = AutoTokenizer.from_pretrained(str(lms["student"]))
     enc = encode_corpus(tok, ["Who?", ""], [" The boy", "plain text"], max_length=64)
@@ -106,10 +106,10 @@ def full_kd_loss(student, teacher, x, T, alpha):
 
 @pytest.mark.parametrize("mode", ["online", "offline-full-k"])
 def test_first_step_loss_matches_transformers(lms, tmp_path, mode):
-    from kdfair_cli.lm_cache import write_teacher_cache
-    from kdfair_cli.models.lm_trainee import build_trainee
-    from kdfair_cli.data.corpus import open_corpus
-    from kdfair_cli.train.lm_teacher import lm_objective
+    from kdfair_cli.llm.cache import write_teacher_cache
+    from kdfair_cli.llm.trainee import build_trainee
+    from kdfair_cli.llm.corpus import open_corpus
+    from kdfair_cli.llm.teacher import lm_objective
     from transformers import AutoModelForCausalLM
 
     T, alpha = 3.0, 0.7
@@ -156,7 +156,7 @@ def test_nds_learns_the_corpus_and_predict_reads_it(lms, tmp_path):
 @pytest.mark.slow
 def test_offline_with_every_logit_equals_online(lms, tmp_path):
     """k = V: the bucket KL is the full KL, so offline and online train the same weights."""
-    from kdfair_cli.lm_cache import write_teacher_cache
+    from kdfair_cli.llm.cache import write_teacher_cache
     from transformers import AutoTokenizer
 
     v = len(AutoTokenizer.from_pretrained(str(lms["student"])))
@@ -174,8 +174,8 @@ def test_offline_with_every_logit_equals_online(lms, tmp_path):
 @pytest.mark.slow
 def test_sigterm_then_resume_gives_bit_identical_student(lms, tmp_path, monkeypatch):
     """GPT-2 models (dropout 0.1): the resumed run must also replay the dropout masks."""
-    from kdfair_cli.lm_cache import write_teacher_cache
-    from kdfair_cli.train import lm_teacher
+    from kdfair_cli.llm.cache import write_teacher_cache
+    from kdfair_cli.llm import teacher as lm_teacher
 
     teacher = tiny_lm(tmp_path / "t", "gpt2", seed=0, hidden=48, layers=2)
     student = tiny_lm(tmp_path / "s", "gpt2", seed=1, hidden=32, layers=1)
@@ -224,7 +224,7 @@ def swapped_tokenizer_lm(src, dst):
 
 
 def test_tokenizer_mismatch_is_refused_online_and_offline(lms, tmp_path):
-    from kdfair_cli.lm_cache import write_teacher_cache
+    from kdfair_cli.llm.cache import write_teacher_cache
 
     other = swapped_tokenizer_lm(lms["student"], tmp_path / "other")
     common = ["--arch", "causal-lm", "--dataset", "corpus", "--data", lms["corpus"], "--pretrained", other,
@@ -248,7 +248,7 @@ def test_tokenizer_mismatch_is_refused_online_and_offline(lms, tmp_path):
 
 @pytest.fixture(scope="module")
 def cache4(lms, tmp_path_factory):
-    from kdfair_cli.lm_cache import write_teacher_cache
+    from kdfair_cli.llm.cache import write_teacher_cache
 
     out = tmp_path_factory.mktemp("c") / "cache"
     write_teacher_cache(lms["teacher"], lms["corpus"], out, top_k=4, temperatures=[2], max_length=64,
@@ -355,7 +355,7 @@ def test_model_files_follow_the_umask(lms, tmp_path):
 def test_top_k_beyond_the_vocabulary_keeps_every_logit(lms, tmp_path):
     from transformers import AutoTokenizer
 
-    from kdfair_cli.lm_cache import write_teacher_cache
+    from kdfair_cli.llm.cache import write_teacher_cache
 
     manifest = write_teacher_cache(lms["teacher"], lms["corpus"], tmp_path / "c", top_k=10_000, temperatures=[2],
                                    max_length=64, device="cpu", verbose=False)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from kdfair_cli.sweep.report import FLOOR_MARK, conclusions, deltas, metric_columns, summarise, to_markdown
+from kdfair_cli.classifier.report import FLOOR_MARK, conclusions, deltas, metric_columns, summarise, to_markdown
 
 
 def _results() -> pd.DataFrame:

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from kdfair_cli.cli.app import app
 from kdfair_cli.sweep.cells import build_cells, stage_ranges
 from kdfair_cli.sweep.runner import run_sweep, sweep_status
-from kdfair_cli.sweep.spec import EXAMPLE_SPEC, load_spec
+from kdfair_cli.classifier.spec import EXAMPLE_SPEC
+from kdfair_cli.sweep.spec import load_spec
 
 cli = CliRunner()
 #: Cells write predictions files and call the analysis commands (kdfair_cli.io.predictions, metrics).

@@ -13,7 +13,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.topk_cache import CacheWriter, read_cache
+from kdfair_cli.llm.topk_cache import CacheWriter, read_cache
 
 K, VOCAB, TEMPS = 3, 20, (1.0, 2.0, 4.0)
 LENGTHS = [3, 5, 2, 7, 1, 4]
@@ -167,7 +167,7 @@ def test_full_vocabulary_cache_keeps_minus_infinity_tails(tmp_path: Path) -> Non
 
 
 def test_module_does_not_import_torch() -> None:
-    code = "import sys, kdfair_cli.io.topk_cache; sys.exit('torch' in sys.modules)"
+    code = "import sys, kdfair_cli.llm.topk_cache; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -175,8 +175,8 @@ def test_tail_mass_is_the_probability_outside_the_top_k(tmp_path):
     """Worked with numpy on full logits: softmax(z/T) summed over the entries not in the top k."""
     import torch
 
-    from kdfair_cli.io.topk_cache import CacheWriter, read_cache
-    from kdfair_cli.train.lm_kd_loss import topk_from_logits
+    from kdfair_cli.llm.topk_cache import CacheWriter, read_cache
+    from kdfair_cli.llm.kd_loss import topk_from_logits
 
     rng = np.random.default_rng(0)
     z = rng.normal(size=(7, 12)) * 3

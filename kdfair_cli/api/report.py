@@ -13,7 +13,7 @@ from kdfair_cli.jsonable import jsonable
 class ReportResult:
     """A built report (its `report` holds the DataFrames); `to_dict()` is `kdfair report --json`."""
 
-    report: Any  # kdfair_cli.sweep.report.Report
+    report: Any  # the kind's Report (kdfair_cli.classifier.report.Report)
 
     @property
     def results(self) -> Any:
@@ -44,11 +44,10 @@ class ReportResult:
 
 def report(sweep_dir: str | Path, out: str | Path | None = None) -> ReportResult:
     """Write results.parquet, table.md/.csv and plots of a sweep folder (default out: SWEEP_DIR/report);
-    an LLM sweep's report has its BBQ tables and plot (kdfair_cli.sweep.llm_report)."""
-    # pandas and matplotlib load only when a report is built, not on `import kdfair_cli.api`.
-    from kdfair_cli.sweep.llm_report import build_llm_report
-    from kdfair_cli.sweep.report import build_report
+    the sweep's kind builds it (an LLM sweep's has its BBQ tables and plot)."""
+    # The sweep (pandas, matplotlib) loads only when a report is built, not on `import kdfair_cli.api`.
+    from kdfair_cli.sweep.kinds import DEFAULT_KIND, sweep_kind
     from kdfair_cli.sweep.runner import read_sweep_json
 
-    build = build_llm_report if read_sweep_json(Path(sweep_dir)).get("kind") == "llm" else build_report
-    return ReportResult(build(sweep_dir, out))
+    kind = sweep_kind(read_sweep_json(Path(sweep_dir)).get("kind", DEFAULT_KIND))
+    return ReportResult(kind.report(Path(sweep_dir), out))

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kdfair_cli import api
+from kdfair_cli.api import classes, group, individual, pairs as pair_sets
 
 
 def make_pairs(out: Path, *, dataset: str, data: Path, split: str, source: str, k: int,
                attribute: str | None) -> None:
     """Build the sweep's pair set once and write it to `out`."""
-    api.pairs(dataset=dataset, data=data, split=split, source=source, k=k,
+    pair_sets.pairs(dataset=dataset, data=data, split=split, source=source, k=k,
               attribute=attribute).write(out)
 
 
@@ -31,18 +31,18 @@ GROUP_KEYS = ("eod", "dpd", "eod_null_mean", "eod_null_q95", "eod_p", "dpd_null_
 
 def group_fairness(preds: Path, attributes: list[str], tests: dict[str, Any]) -> dict[str, dict[str, float]]:
     """attribute -> {eod, dpd, their null mean, null q95 and p} of one predictions file."""
-    doc = api.group_fairness(str(preds), attributes, null=tests["null"],
+    doc = group.group_fairness(str(preds), attributes, null=tests["null"],
                              null_permutation=tests["null_permutation"], seed=tests["seed"]).to_dict()
     return {a: {k: doc[a][k] for k in GROUP_KEYS if k in doc[a]} for a in attributes}
 
 
 def individual_fairness(preds: Path, pairs: Path, tests: dict[str, Any]) -> dict[str, Any]:
     """I(f) of one predictions file with its bootstrap-over-pairs interval."""
-    doc = api.individual_fairness(str(preds), str(pairs), n_boot=tests["n_boot"], seed=tests["seed"]).to_dict()
+    doc = individual.individual_fairness(str(preds), str(pairs), n_boot=tests["n_boot"], seed=tests["seed"]).to_dict()
     return {"score": doc["score"], "n_pairs": doc["n_pairs"], "ci": doc.get("score_ci")}
 
 
 def compare_classes(a: list[Path], b: list[Path]) -> dict[str, Any]:
-    res = api.compare_classes([str(p) for p in a], [str(p) for p in b])
+    res = classes.compare_classes([str(p) for p in a], [str(p) for p in b])
     return {"n_significant": res.n_significant, "n_classes": res.num_classes,
             "test": res.comparison.test}

@@ -1,4 +1,4 @@
-"""The sweep spec: a TOML file parsed and validated completely before any work starts.
+"""The classifier sweep's spec: validated completely before any work starts.
 
 Every error names the spec file and the key at fault (`teacher.epochs`, `sweep.temperatures`)
 and is raised as KdfairError (one line, exit code 2). See docs/sweep.md for the format;
@@ -8,16 +8,13 @@ and is raised as KdfairError (one line, exit code 2). See docs/sweep.md for the 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import register_input
-from kdfair_cli.sweep.llm_spec import LLMSweepSpec, parse_llm_spec
 from kdfair_cli.sweep.spec_common import (
-    GRID_KEYS, check_device_available, check_top_level, check_type, parse_grid, resolve, spec_kind, table, where,
+    GRID_KEYS, check_device_available, check_top_level, check_type, parse_grid, resolve, table, where,
 )
 from kdfair_cli.train.config import TrainConfig, spec_keys
 
@@ -148,26 +145,9 @@ class SweepSpec:
         return cfg
 
 
-def load_spec(path: str | Path) -> SweepSpec | LLMSweepSpec:
-    """Read and validate a spec file; KdfairError names the key at fault."""
-    source = Path(path)
-    if not source.is_file():
-        raise KdfairError(f"sweep spec {source} does not exist")
-    register_input(source)
-    try:
-        doc = tomllib.loads(source.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise KdfairError(f"{source}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise KdfairError(f"{source}: not a text file") from None
-    return parse_spec(doc, source)
-
-
-def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec | LLMSweepSpec:
-    """The spec of its [sweep] kind: classifier (below) or llm (kdfair_cli.sweep.llm_spec)."""
+def parse_spec(doc: dict[str, Any], source: Path) -> SweepSpec:
+    """The classifier spec of a TOML document (kdfair_cli.sweep.spec.load_spec reads the file)."""
     source = Path(source)
-    if spec_kind(source, doc) == "llm":
-        return parse_llm_spec(doc, source)
     base = source.resolve().parent
     check_top_level(source, doc, TOP_KEYS)
     sweep = table(source, doc, "sweep", SWEEP_KEYS)

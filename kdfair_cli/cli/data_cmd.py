@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from kdfair_cli.cli.common import console, guarded, print_json
-from kdfair_cli.data.llm_toy_options import DEFAULTS
+from kdfair_cli.llm.toy_options import DEFAULTS
 from kdfair_cli.data.trifeature import DEFAULT_PER_COMBINATION
 
 app = typer.Typer(help="Generate built-in datasets (real datasets are read where they are).", no_args_is_help=True)
@@ -105,7 +105,7 @@ def llm_toy(
     items, and tiny teacher and student causal LMs sharing one tokenizer (never downloads)."""
     import json
 
-    from kdfair_cli.data.llm_toy import MANIFEST, generate_llm_toy
+    from kdfair_cli.llm.toy import MANIFEST, generate_llm_toy
 
     start = time.perf_counter()
     path = generate_llm_toy(out, seed=seed, corpus_per_category=corpus_per_category,

@@ -27,8 +27,8 @@ def command(
     import time
 
     from kdfair_cli.io.atomic import write_text_atomic
-    from kdfair_cli.sweep.demo import demo_spec
-    from kdfair_cli.sweep.report import build_report
+    from kdfair_cli.classifier.demo import demo_spec
+    from kdfair_cli.classifier.report import build_report
     from kdfair_cli.sweep.runner import run_sweep
     from kdfair_cli.sweep.spec import load_spec
 

@@ -34,7 +34,7 @@ def lm_eval(
         kdfair import lm-eval out/Qwen__Qwen2.5-1.5B/samples_bbq_multiple_choice_2025.jsonl -o preds/qwen.parquet
     """
     from kdfair_cli.io.atomic import check_writable
-    from kdfair_cli.io.lm_eval import read_lm_eval_samples
+    from kdfair_cli.llm.lm_eval import read_lm_eval_samples
     from kdfair_cli.io.predictions import write_predictions
 
     if out != "-":

@@ -8,7 +8,7 @@ import typer
 
 from kdfair_cli.cli.common import console
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.topk_cache import DEFAULT_TEMPERATURES, DEFAULT_TOP_K
+from kdfair_cli.llm.topk_cache import DEFAULT_TEMPERATURES, DEFAULT_TOP_K
 from kdfair_cli.train.config import DEFAULT_MAX_LENGTH
 
 
@@ -67,7 +67,7 @@ def command(
     from kdfair_cli.data.options import parse_dataset_options
     from kdfair_cli.inference import predict_split
     from kdfair_cli.io.atomic import check_writable
-    from kdfair_cli.lm_inference import remove_parts
+    from kdfair_cli.llm.scoring import remove_parts
 
     if out != "-":
         check_writable(out)
@@ -93,7 +93,7 @@ def command(
 
 def _teacher_cache(model_dir: Path, data: Path | None, out: str, top_k: int, temperatures: str,
                    max_length: int, batch_size: int | None, device: str, force: bool) -> None:
-    from kdfair_cli.lm_cache import write_teacher_cache
+    from kdfair_cli.llm.cache import write_teacher_cache
 
     if data is None:
         raise KdfairError("--dataset corpus needs --data CORPUS (a .jsonl file or a folder with train.jsonl)")

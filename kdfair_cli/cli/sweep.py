@@ -32,12 +32,10 @@ def init(
     """
     from kdfair_cli.errors import require
     from kdfair_cli.io.atomic import write_text_atomic
-    from kdfair_cli.sweep.llm_spec import LLM_EXAMPLE_SPEC
-    from kdfair_cli.sweep.spec import EXAMPLE_SPEC
-    from kdfair_cli.sweep.spec_common import KINDS
+    from kdfair_cli.sweep.kinds import KINDS, sweep_kind
 
     require(kind in KINDS, f"--kind '{kind}': expected {'|'.join(KINDS)}")
-    text = LLM_EXAMPLE_SPEC if kind == "llm" else EXAMPLE_SPEC
+    text = sweep_kind(kind).example
     if out == "-":
         typer.echo(text, nl=False)
         return

@@ -1,9 +1,9 @@
 """The teacher's top-k cache: one pass of a causal-LM teacher over a corpus, for every temperature.
 
 `kdfair predict TEACHER --dataset corpus --data CORPUS --top-k 64 -o CACHE_DIR` tokenises the
-corpus's training lines exactly as the student will (kdfair_cli.models.lm_trainee), runs the
+corpus's training lines exactly as the student will (kdfair_cli.llm.trainee), runs the
 teacher once, and keeps per learned token its k largest logits with their ids and, for every
-temperature of `temperatures`, the log of the lumped tail (kdfair_cli.io.topk_cache for the
+temperature of `temperatures`, the log of the lumped tail (kdfair_cli.llm.topk_cache for the
 layout). `kdfair distill --teacher-logits CACHE_DIR -T t` then costs one student run per t.
 A killed pass leaves no cache.json, so nothing half-written is ever read as a cache; a rerun
 starts the pass again.
@@ -24,15 +24,15 @@ import torch
 from kdfair_cli import __version__
 from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.topk_cache import DEFAULT_TEMPERATURES, DEFAULT_TOP_K, MANIFEST, CacheWriter
-from kdfair_cli.models.lm_trainee import (
+from kdfair_cli.llm.topk_cache import DEFAULT_TEMPERATURES, DEFAULT_TOP_K, MANIFEST, CacheWriter
+from kdfair_cli.llm.trainee import (
     CausalLMTrainee, Encoded, LMBatches, check_learned, check_positions, encode_corpus, encoding_identity, learned_rows, load_lm_dir,
     tokenizer_identity, weights_sha256,
 )
 from kdfair_cli.train.config import DEFAULT_MAX_LENGTH
 from kdfair_cli.train.device import resolve_device
-from kdfair_cli.train.lm_kd_loss import topk_from_logits
-from kdfair_cli.train.lm_teacher import LOSS_CHUNK
+from kdfair_cli.llm.kd_loss import topk_from_logits
+from kdfair_cli.llm.teacher import LOSS_CHUNK
 
 def parse_temperatures(text: str | Sequence[float]) -> tuple[float, ...]:
     """'1,2,4' (or numbers) -> (1.0, 2.0, 4.0): positive, finite, distinct; 1 is always added."""

@@ -10,7 +10,7 @@ A file mixes the two kinds freely. Empty lines are skipped; anything else that i
 object is refused, naming file and line (PATH:LINE). Without val.jsonl, training holds out `val_fraction`
 of train (seeded), as for every other dataset.
 
-Tokenisation belongs to the model (kdfair_cli.models.lm_trainee); this module holds text only
+Tokenisation belongs to the model (kdfair_cli.llm.trainee); this module holds text only
 and imports no torch.
 """
 

@@ -9,7 +9,7 @@ paraphrases (the item's own unknown answer among them). Choices are mapped onto 
 options by their text; the unknown option takes the log-likelihood of the item's own unknown
 text (`unknown="own"`, BBQ's three-way question) or the best of the ten paraphrases
 (`unknown="max"`, what the harness's argmax answers). Roles come from the doc's answer_info and
-stereotyped_groups (kdfair_cli.data.bbq.derive_roles); sample ids are bbq_sample_id, so an
+stereotyped_groups (kdfair_cli.llm.bbq.derive_roles); sample ids are bbq_sample_id, so an
 imported file pairs with `kdfair predict ... --dataset bbq` item by item.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from kdfair_cli import __version__
-from kdfair_cli.data.bbq import (CATEGORIES, CLASS_NAMES, SPLIT, UNDETERMINED, UNKNOWN, bbq_attributes,
+from kdfair_cli.llm.bbq import (CATEGORIES, CLASS_NAMES, SPLIT, UNDETERMINED, UNKNOWN, bbq_attributes,
                                  bbq_sample_id, check_item, derive_roles, item_attrs)
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.jsonl import json_lines

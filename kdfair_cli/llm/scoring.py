@@ -1,7 +1,7 @@
 """`kdfair predict CAUSAL_LM_DIR --dataset bbq`: per-option log-likelihoods as logits.
 
 Each item's prompt is built from PROMPT_TEMPLATE (or --prompt-template) and each option's text
-is scored as its continuation (kdfair_cli.models.causal_lm). The logits of the predictions file
+is scored as its continuation (kdfair_cli.llm.causal_lm). The logits of the predictions file
 are the three per-option log-likelihoods, summed over the option's tokens (`sum`) or averaged
 per token (`mean`), so argmax is the model's answer and every analysis reads them unchanged.
 
@@ -109,7 +109,7 @@ def predict_causal_lm(model_dir: str | Path, *, dataset: str | None, data: str |
                       parts_dir: str | Path | None = None, padding_side: str = "left",
                       dataset_options: dict[str, Any] | None = None) -> SplitPredictions:
     """Score every item of `split` with a local causal LM; resumable through `parts_dir`."""
-    from kdfair_cli.models.causal_lm import encode_pairs, load_causal_lm, score_pairs
+    from kdfair_cli.llm.causal_lm import encode_pairs, load_causal_lm, score_pairs
     from kdfair_cli.train.device import resolve_device
 
     if lm_score not in SCORING:

@@ -10,7 +10,7 @@ paper's KD term per token, against
   same vocabulary, leading special tokens, EOS and max_length, and its target tokens and
   per-line token counts must match the student's tokenisation; T must be one of the cache's
   temperatures (the lumped tail mass is stored per temperature).
-The loss is computed in chunks of LOSS_CHUNK tokens (kdfair_cli.train.lm_kd_loss).
+The loss is computed in chunks of LOSS_CHUNK tokens (kdfair_cli.llm.kd_loss).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import torch
 from kdfair_cli.data.base import Split
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.align import rows_for_ids
-from kdfair_cli.io.topk_cache import read_cache
-from kdfair_cli.models.lm_trainee import (
+from kdfair_cli.llm.topk_cache import read_cache
+from kdfair_cli.llm.trainee import (
     CausalLMTrainee, LMBatches, check_positions, check_same_tokenizer, encoding_identity, learned_rows,
     load_lm_dir, tokenizer_identity, weights_sha256,
 )
 from kdfair_cli.train.config import TrainConfig
-from kdfair_cli.train.lm_kd_loss import TopKTargets, chunked_token_loss
+from kdfair_cli.llm.kd_loss import TopKTargets, chunked_token_loss
 from kdfair_cli.train.loop import Evaluator, Objective, StepLoss, autocast
 
 #: Mean teacher tail mass (outside the cached top k) above which distill warns.

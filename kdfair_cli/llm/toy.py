@@ -6,8 +6,8 @@ OUT holds
   bbq/data/<Category>.jsonl   held-out audit items in BBQ's published layout
   teacher-init/, student-init/   tiny random Llama causal LMs, each with the same tokenizer
   manifest.json          format, options, counts (planted rate included), sha256 of every file
-The text world is in kdfair_cli.data.llm_toy_world, the tokenizer and models in
-kdfair_cli.data.llm_toy_models. Same options -> identical bytes (models included). Nothing is
+The text world is in kdfair_cli.llm.toy_world, the tokenizer and models in
+kdfair_cli.llm.toy_models. Same options -> identical bytes (models included). Nothing is
 downloaded. See docs/llm.md ("The LLM sweep").
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from kdfair_cli import __version__
-from kdfair_cli.data import llm_toy_world as world
-from kdfair_cli.data.llm_toy_models import STUDENT, TEACHER, save_model, train_tokenizer
-from kdfair_cli.data.llm_toy_options import DEFAULTS, check_options
+from kdfair_cli.llm import toy_world as world
+from kdfair_cli.llm.toy_models import STUDENT, TEACHER, save_model, train_tokenizer
+from kdfair_cli.llm.toy_options import DEFAULTS, check_options
 from kdfair_cli.io.atomic import atomic_dir, check_replaceable, umask_modes
 
 FORMAT = "kdfair.llm-toy/1"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdfair_cli.lm_inference import CONTINUATION, PROMPT_TEMPLATE
+from kdfair_cli.llm.scoring import CONTINUATION, PROMPT_TEMPLATE
 
 UNKNOWNS = ("unknown", "cannot be determined", "not enough information", "undetermined")
 

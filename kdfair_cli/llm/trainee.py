@@ -4,9 +4,9 @@ The loop calls `model(x)` with one tensor. For a causal LM, x is int64 [B, 3, L]
 attention mask, and the learned mask (1 where the token at that position is a target: the
 text, or the response, and the EOS after it). Batches are padded on the right to their longest
 sequence. `forward` returns the base model's last hidden states [B, L, H], never the [B, L, V]
-logits: the loss (kdfair_cli.train.lm_kd_loss) applies the output embedding chunk by chunk.
+logits: the loss (kdfair_cli.llm.kd_loss) applies the output embedding chunk by chunk.
 
-Tokenisation of a corpus line (also used by the teacher cache, kdfair_cli.lm_cache, so a cache
+Tokenisation of a corpus line (also used by the teacher cache, kdfair_cli.llm.cache, so a cache
 and a student agree token for token): the tokenizer's leading special tokens (BOS) + ids(text)
 + [EOS]; for prompt/response: BOS + ids(prompt) + ids(response) + [EOS], prompt and response
 tokenised separately (as kdfair predict scores BBQ options: prompt, then continuation). The
@@ -32,7 +32,7 @@ from kdfair_cli.data.batches import IndexedBatches
 from kdfair_cli.data.text import files_fingerprint
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import register_input
-from kdfair_cli.models.causal_lm import TOKENIZER_FILES, _quiet, check_local_dir, model_positions, prefix_ids
+from kdfair_cli.llm.causal_lm import TOKENIZER_FILES, _quiet, check_local_dir, model_positions, prefix_ids
 from kdfair_cli.models.text import write_pretrained
 
 #: --arch of a causal LM trained by kdfair (its model.json's arch_family is causal_lm.ARCH_FAMILY).

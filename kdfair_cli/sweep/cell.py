@@ -1,7 +1,7 @@
 """One cell of a sweep: its id, stage, configuration, dependencies, outputs and hash.
 
 Shared by the cell grids of every kind of sweep (kdfair_cli.sweep.cells for classifiers,
-kdfair_cli.sweep.llm_cells for causal LMs), so both are numbered and hashed the same way.
+kdfair_cli.llm.sweep.cells for causal LMs), so both are numbered and hashed the same way.
 """
 
 from __future__ import annotations

@@ -22,13 +22,11 @@ from typing import Any
 from kdfair_cli.env import env_int
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import write_text_atomic
-from kdfair_cli.sweep import analyses, llm_work
-from kdfair_cli.sweep.cell import CellInterrupted, train_once
+from kdfair_cli.sweep.cell import CellInterrupted
 from kdfair_cli.sweep.cells import (
     CELL_JSON, LOCK, Cell, CellLock, build_cells, cell_status, is_done, read_record, write_record,
 )
-from kdfair_cli.sweep.llm_spec import LLMSweepSpec
-from kdfair_cli.sweep.spec import SweepSpec
+from kdfair_cli.sweep.kinds import kind_of
 
 SWEEP_JSON = "sweep.json"
 Log = Callable[[str], None]
@@ -47,19 +45,10 @@ class RunSummary:
         return not (self.failed or self.blocked or self.busy)
 
 
-def _spec_record(spec: SweepSpec | LLMSweepSpec) -> dict[str, Any]:
-    if isinstance(spec, LLMSweepSpec):
-        return spec.record()
-    return {"spec": str(spec.source), "name": spec.name, "seeds": spec.seeds, "temperatures": spec.temperatures,
-            "alpha": spec.alpha, "t2_scaling": spec.t2_scaling, "distillation": spec.distillation,
-            "dataset": spec.dataset, "data": str(spec.data_path), "roles": spec.roles,
-            "group_attributes": spec.group_attributes, "pairs": spec.pairs}
-
-
-def write_sweep_json(spec: SweepSpec | LLMSweepSpec, cells: list[Cell], sweep_dir: Path) -> None:
+def write_sweep_json(spec: Any, cells: list[Cell], sweep_dir: Path) -> None:
     """The resolved spec and the cell table, for status and report (same content from every run)."""
     doc = {
-        "schema": "kdfair.sweep/1", **_spec_record(spec),
+        "schema": "kdfair.sweep/1", **kind_of(spec).record(spec),
         "cells": [{"index": c.index, "id": c.id, "kind": c.kind, "stage": c.stage, "hash": c.hash,
                    "deps": c.deps, "outputs": c.outputs, "config": c.config} for c in cells],
     }
@@ -103,18 +92,11 @@ def _generate_once(path: Path, made: Callable[[], bool], make: Callable[[], Any]
             log(f"generated {what} in {time.time() - t0:.0f}s")
 
 
-def prepare_data(spec: SweepSpec | LLMSweepSpec, log: Log) -> None:
-    """Generate the spec's data folder (Trifeature, or the LLM toy) if it asks for it and it is missing."""
+def prepare_data(spec: Any, log: Log) -> None:
+    """Generate the spec's data folder (its kind knows how) if it asks for it and it is missing."""
     if spec.generate is None:
         return
-    if isinstance(spec, LLMSweepSpec):
-        _generate_once(spec.data_path, lambda: llm_work.toy_made(spec), lambda: llm_work.make_toy(spec),
-                       "the LLM toy", log)
-        return
-    from kdfair_cli.data.trifeature import generate_trifeature
-
-    _generate_once(spec.data_path, lambda: (spec.data_path / "manifest.json").exists(),
-                   lambda: generate_trifeature(spec.data_path, **spec.generate), "Trifeature", log)
+    kind_of(spec).prepare_data(spec, _generate_once, log)
 
 
 # --------------------------------------------------------------------------------- one cell
@@ -130,80 +112,7 @@ def _clear_cell_dir(d: Path) -> None:
             child.unlink()
 
 
-def _model_work(spec: SweepSpec, cell: Cell, sweep_dir: Path, device: str, verbose: bool) -> dict[str, Any]:
-    from kdfair_cli.inference import predict_split
-    from kdfair_cli.io.modeldir import META
-
-    d = cell.dir(sweep_dir)
-    model_dir = d / "model"
-    conf = cell.config
-    cache = teacher = None
-    if conf["role"] == "ds":
-        dep = Path(sweep_dir).resolve() / "cells" / cell.deps[0]
-        if conf.get("distillation") == "online":
-            teacher = str(dep / "model")
-        else:
-            cache = str(dep / "train-logits.parquet")
-    cfg = spec.train_config(conf["role"], conf["seed"], str(model_dir), temperature=conf.get("temperature"),
-                            teacher_logits=cache, teacher=teacher)
-    cfg.device = device
-    train_once(cfg, verbose)
-    res = predict_split(model_dir, split=spec.split, device=device)
-    res.write(d / "preds.parquet")
-    meta = json.loads((model_dir / META).read_text())
-    acc = res.accuracy
-    metrics = {"accuracy": acc, "n": int(len(res.label)), "split": spec.split, "role": conf["role"],
-               "arch": meta["arch"], "seed": conf["seed"], "temperature": conf.get("temperature"),
-               "val_acc": meta["final_metrics"]["val_acc"], "train_seconds": meta.get("train_seconds"),
-               "parameters": meta.get("parameters")}
-    write_text_atomic(d / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return {"accuracy": acc}
-
-
-def _cache_work(spec: SweepSpec, cell: Cell, sweep_dir: Path, device: str) -> dict[str, Any]:
-    from kdfair_cli.inference import predict_split
-
-    teacher = Path(sweep_dir) / "cells" / cell.deps[0] / "model"
-    res = predict_split(teacher, split="train", device=device)
-    res.write(cell.dir(sweep_dir) / "train-logits.parquet")
-    return {"n": int(len(res.label))}
-
-
-def _fair_work(spec: SweepSpec, cell: Cell, sweep_dir: Path) -> dict[str, Any]:
-    cells_dir = Path(sweep_dir) / "cells"
-    preds = cells_dir / cell.deps[0] / "preds.parquet"
-    out: dict[str, Any] = {"model": cell.deps[0]}
-    if spec.group_attributes:
-        out["group"] = analyses.group_fairness(preds, spec.group_attributes, cell.config["tests"])
-    if spec.pairs != "none":
-        out["individual"] = analyses.individual_fairness(preds, cells_dir / "pairs" / "pairs.parquet",
-                                                         cell.config["tests"])
-    write_text_atomic(cell.dir(sweep_dir) / "metrics.json", json.dumps(out, indent=2) + "\n")
-    return out
-
-
-def _classes_work(spec: SweepSpec, cell: Cell, sweep_dir: Path) -> dict[str, Any]:
-    cells_dir = Path(sweep_dir) / "cells"
-
-    def preds(prefix: str) -> list[Path]:
-        return [cells_dir / d / "preds.parquet" for d in cell.deps if d.startswith(prefix)]
-
-    ds = preds("ds-")
-    tc = analyses.compare_classes(preds("teacher-"), ds)
-    sc = analyses.compare_classes(preds("nds-"), ds)
-    out = {"temperature": cell.config["temperature"], "n_tc": tc["n_significant"], "n_sc": sc["n_significant"],
-           "n_classes": tc["n_classes"], "test": tc.get("test"), "teacher_vs_ds": tc, "nds_vs_ds": sc}
-    write_text_atomic(cell.dir(sweep_dir) / "metrics.json", json.dumps(out, indent=2) + "\n")
-    return out
-
-
-def _pairs_work(spec: SweepSpec, cell: Cell, sweep_dir: Path) -> dict[str, Any]:
-    analyses.make_pairs(cell.dir(sweep_dir) / "pairs.parquet", dataset=spec.dataset, data=spec.data_path,
-                        split=spec.split, source=spec.pairs, k=spec.pairs_k, attribute=spec.pairs_attribute)
-    return {}
-
-
-def run_cell(spec: SweepSpec | LLMSweepSpec, cell: Cell, sweep_dir: Path, by_id: dict[str, Cell], *, device: str,
+def run_cell(spec: Any, cell: Cell, sweep_dir: Path, by_id: dict[str, Cell], *, device: str,
              verbose: bool, log: Log) -> str:
     """Run one cell unless done; returns done | ran | busy | blocked | failed.
 
@@ -237,26 +146,10 @@ def run_cell(spec: SweepSpec | LLMSweepSpec, cell: Cell, sweep_dir: Path, by_id:
         write_record(d, record)
         log(f"[{cell.index}] {cell.id}: running")
         try:
-            if cell.kind == "train":
-                result = _model_work(spec, cell, sweep_dir, device, verbose)
-            elif cell.kind == "cache":
-                result = _cache_work(spec, cell, sweep_dir, device)
-            elif cell.kind == "fair":
-                result = _fair_work(spec, cell, sweep_dir)
-            elif cell.kind == "classes":
-                result = _classes_work(spec, cell, sweep_dir)
-            elif cell.kind == "pairs":
-                result = _pairs_work(spec, cell, sweep_dir)
-            elif cell.kind == "lm-train":
-                result = llm_work.lm_train_work(spec, cell, sweep_dir, device, verbose)
-            elif cell.kind == "lm-cache":
-                result = llm_work.lm_cache_work(spec, cell, sweep_dir, device, verbose)
-            elif cell.kind == "audit":
-                result = llm_work.audit_work(spec, cell, sweep_dir, device)
-            elif cell.kind == "compare":
-                result = llm_work.compare_work(spec, cell, sweep_dir)
-            else:  # pragma: no cover
+            work = kind_of(spec).work.get(cell.kind)
+            if work is None:  # pragma: no cover
                 raise RuntimeError(f"unknown cell kind {cell.kind}")
+            result = work(spec, cell, sweep_dir, device, verbose)
         except CellInterrupted:
             write_record(d, {**record, "status": "interrupted", "finished": time.time()})
             raise
@@ -288,7 +181,7 @@ def index_from_env(index: int | None) -> int | None:
     return index if index is not None else env_int("SLURM_ARRAY_TASK_ID")
 
 
-def run_sweep(spec: SweepSpec | LLMSweepSpec, sweep_dir: str | Path, *, index: int | None = None, stage: str | None = None,
+def run_sweep(spec: Any, sweep_dir: str | Path, *, index: int | None = None, stage: str | None = None,
               device: str | None = None, verbose: bool = False, log: Log = print) -> RunSummary:
     """Run every cell not yet done (in order), or only cell `index`, or only one stage."""
     sweep_dir = Path(sweep_dir)
@@ -310,7 +203,7 @@ def run_sweep(spec: SweepSpec | LLMSweepSpec, sweep_dir: str | Path, *, index: i
     return summary
 
 
-def sweep_status(sweep_dir: str | Path, spec: SweepSpec | LLMSweepSpec | None = None) -> list[dict[str, Any]]:
+def sweep_status(sweep_dir: str | Path, spec: Any = None) -> list[dict[str, Any]]:
     """One row per cell: index, id, stage, status (done/running/missing/failed), note."""
     sweep_dir = Path(sweep_dir)
     cells = build_cells(spec) if spec is not None else cells_from_json(read_sweep_json(sweep_dir))

@@ -14,12 +14,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kdfair_cli.io.atomic import write_text_atomic
 from kdfair_cli.sweep.cell import STAGES
 from kdfair_cli.sweep.cells import build_cells, stage_ranges
-from kdfair_cli.sweep.llm_spec import LLMSweepSpec
-from kdfair_cli.sweep.spec import SweepSpec
+from kdfair_cli.sweep.kinds import kind_of
 
 #: The stages run as arrays (one task per cell), numbered by their place in STAGES; the analyses
 #: (CPU, one job) come last, numbered after the last array: 04-analyses for classifiers,
@@ -90,7 +90,7 @@ exit "$status"
 """
 
 
-def write_slurm(spec: SweepSpec | LLMSweepSpec, sweep_dir: str | Path, out_dir: str | Path, opts: SlurmOptions) -> list[Path]:
+def write_slurm(spec: Any, sweep_dir: str | Path, out_dir: str | Path, opts: SlurmOptions) -> list[Path]:
     """Write one sbatch script per stage and submit.sh; returns the paths written."""
     sweep_dir = Path(sweep_dir).resolve()
     out_dir = Path(out_dir)
@@ -119,8 +119,7 @@ def write_slurm(spec: SweepSpec | LLMSweepSpec, sweep_dir: str | Path, out_dir: 
     # Analyses (cheap, CPU): every remaining cell in one job, then the report.
     command = f'{kd} sweep run "$SPEC" -o "$SWEEP_DIR" --stage analyses && {kd} report "$SWEEP_DIR"'
     text = _header("kdfair-analyses", opts, log_dir, array=None, gpus=0, time=opts.analyses_time)
-    what = ("DS vs NDS per temperature (paired tests, flips)" if isinstance(spec, LLMSweepSpec)
-            else "group/individual fairness per model, #TC/#SC per temperature")
+    what = kind_of(spec).analyses
     text += f"# Stage {last + 1} (analyses): {what}, report.\n"
     text += "unset SLURM_ARRAY_TASK_ID\n"
     text += _RUN.format(spec=q(str(spec.source)), sweep_dir=q(str(sweep_dir)), command=command)

@@ -1,8 +1,8 @@
 """What every kind of sweep spec checks the same way: value types, tables, the grid of [sweep].
 
 Every error names the spec file and the key at fault and is a KdfairError (one line, exit 2).
-The classifier spec (kdfair_cli.sweep.spec) and the LLM spec (kdfair_cli.sweep.llm_spec) both
-read their tables with `table` and their grid (seeds, temperatures, alpha, ...) with `parse_grid`.
+Every kind's spec (kdfair_cli.classifier.spec, kdfair_cli.llm.sweep.spec) reads its tables with
+`table` and its grid (seeds, temperatures, alpha, ...) with `parse_grid`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.sweep.kinds import DEFAULT_KIND, KINDS
 from kdfair_cli.train.device import check_device_name, resolve_device
 
-#: The kinds of sweep: image and text classifiers (the paper's grid), or causal LMs audited on BBQ.
-KINDS = ("classifier", "llm")
 #: offline: the teacher runs once (its logits cached) and every temperature reads the cache.
 #: online: the teacher runs on every batch.
 DISTILLATION_MODES = ("offline", "online")
@@ -75,9 +74,9 @@ def check_top_level(source: Path, doc: dict, tables: tuple[str, ...]) -> None:
 
 
 def spec_kind(source: Path, doc: dict) -> str:
-    """[sweep] kind: classifier (the default) or llm."""
+    """[sweep] kind: one of kdfair_cli.sweep.kinds.KINDS (the first when not given)."""
     sweep = doc.get("sweep", {})
-    kind = sweep.get("kind", "classifier") if isinstance(sweep, dict) else "classifier"
+    kind = sweep.get("kind", DEFAULT_KIND) if isinstance(sweep, dict) else DEFAULT_KIND
     if kind not in KINDS:
         raise KdfairError(f"{where(source, 'sweep.kind')}: {kind!r}: expected {'|'.join(KINDS)}")
     return kind

@@ -22,8 +22,8 @@ from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import check_writable, refuse_input_target
 from kdfair_cli.io.modeldir import META, STATE, save_model_dir
-from kdfair_cli.models.causal_lm import ARCH_FAMILY as LM_FAMILY
-from kdfair_cli.models.lm_trainee import LM_ARCH, build_trainee, is_lm_arch
+from kdfair_cli.llm.causal_lm import ARCH_FAMILY as LM_FAMILY
+from kdfair_cli.llm.trainee import LM_ARCH, build_trainee, is_lm_arch
 from kdfair_cli.models.registry import arch_options, build_model, count_parameters, model_normalization
 from kdfair_cli.models.timm_models import apply_pretrained_config, data_config, describe, is_timm_arch
 from kdfair_cli.data.batches import Batches, make_batches
@@ -199,8 +199,8 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
     val_b, val_y = to_batches(dataset, val, info, device, model)
     provenance: dict[str, Any] = {}
     evaluator: Evaluator | None = None
-    if is_lm:  # next-token CE, or token-level KD (kdfair_cli.train.lm_teacher)
-        from kdfair_cli.train.lm_teacher import LOSS_CHUNK, lm_evaluator, lm_objective
+    if is_lm:  # next-token CE, or token-level KD (kdfair_cli.llm.teacher)
+        from kdfair_cli.llm.teacher import LOSS_CHUNK, lm_evaluator, lm_objective
 
         objective, provenance = lm_objective(cfg, model, train_b, train, device, info.fingerprint)
         evaluator = lm_evaluator(val_b, cfg.batch_size, cfg.amp)

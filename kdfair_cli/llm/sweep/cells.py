@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from kdfair_cli.sweep.cell import Cell, fmt_t, number
-from kdfair_cli.sweep.llm_spec import LLMSweepSpec
+from kdfair_cli.llm.sweep.spec import LLMSweepSpec
 
 MODEL_OUTPUTS = ["model/model.json", "metrics.json"]
 AUDIT_OUTPUTS = ["preds.parquet", "metrics.json"]

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from kdfair_cli.api.bias_score import bias_score
-from kdfair_cli.data.llm_toy_options import DEFAULTS as TOY_DEFAULTS, check_options as check_toy_options
+from kdfair_cli.llm.toy_options import DEFAULTS as TOY_DEFAULTS, check_options as check_toy_options
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.topk_cache import DEFAULT_TOP_K
-from kdfair_cli.lm_inference import SCORING, parse_template, predict_causal_lm
+from kdfair_cli.llm.topk_cache import DEFAULT_TOP_K
+from kdfair_cli.llm.scoring import SCORING, parse_template, predict_causal_lm
 from kdfair_cli.sweep.spec_common import (
     GRID_KEYS, Grid, check_device_available, check_top_level, parse_grid, resolve, table, where,
 )
@@ -167,7 +167,7 @@ class LLMSweepSpec(Grid):
 
     def train_config(self, role: str, seed: int, out: str, *, temperature: float | None = None,
                      teacher_logits: str | None = None, teacher: str | None = None) -> TrainConfig:
-        from kdfair_cli.models.lm_trainee import LM_ARCH  # loads torch: only when a config is made
+        from kdfair_cli.llm.trainee import LM_ARCH  # loads torch: only when a config is made
 
         data = self.teacher_corpus if role == "teacher" else self.corpus
         pretrained = self.teacher_pretrained if role == "teacher" else self.student_pretrained

@@ -1,4 +1,4 @@
-"""What each cell of an LLM sweep does (kdfair_cli.sweep.llm_cells lists them).
+"""What each cell of an LLM sweep does (kdfair_cli.llm.sweep.cells lists them).
 
 Every function writes only inside its cell's folder, each file atomically; the runner
 (kdfair_cli.sweep.runner.run_cell) holds the cell's lock and writes cell.json last. They call
@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from kdfair_cli.api.bias_score import bias_score
-from kdfair_cli.data.llm_toy import MANIFEST as TOY_MANIFEST, generate_llm_toy
-from kdfair_cli.data.llm_toy_options import DEFAULTS as TOY_DEFAULTS
+from kdfair_cli.llm.toy import MANIFEST as TOY_MANIFEST, generate_llm_toy
+from kdfair_cli.llm.toy_options import DEFAULTS as TOY_DEFAULTS
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import atomic_path, write_text_atomic
 from kdfair_cli.io.modeldir import META
 from kdfair_cli.sweep.cell import Cell, train_once
-from kdfair_cli.sweep.llm_cells import CACHE, TEACHER
-from kdfair_cli.sweep.llm_spec import LLMSweepSpec
+from kdfair_cli.llm.sweep.cells import CACHE, TEACHER
+from kdfair_cli.llm.sweep.spec import LLMSweepSpec
 
 PREDS = "preds.parquet"
 METRICS = "metrics.json"
@@ -91,7 +91,7 @@ def lm_train_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str, 
 
 def lm_cache_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str, verbose: bool) -> dict[str, Any]:
     """The teacher's top-k cache over the corpus, for every temperature of the grid."""
-    from kdfair_cli.lm_cache import write_teacher_cache
+    from kdfair_cli.llm.cache import write_teacher_cache
 
     conf = cell.config
     manifest = write_teacher_cache(teacher_dir(spec, sweep_dir), spec.corpus, cell.dir(sweep_dir) / "cache",
@@ -103,7 +103,7 @@ def lm_cache_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str, 
 
 def audit_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str) -> dict[str, Any]:
     """Score BBQ with the model (preds.parquet) and its bias scores with intervals (metrics.json)."""
-    from kdfair_cli.lm_inference import predict_causal_lm
+    from kdfair_cli.llm.scoring import predict_causal_lm
 
     audit, d = cell.config["audit"], cell.dir(sweep_dir)
     parts = d / f"{PREDS}.parts"

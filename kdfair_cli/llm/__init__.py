@@ -1,0 +1,1 @@
+"""The causal-LM side of kdfair: prompt formats and scoring, BBQ and the lm-eval import, the corpus, the toy world, the causal-LM model and trainee, the top-k teacher cache, the token-level KD loss and objective, and the LLM sweep kind (llm/sweep/). The core reaches it only through the registries (data/registry.py, models/families.py, sweep/kinds.py)."""
