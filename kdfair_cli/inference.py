@@ -13,7 +13,7 @@ from kdfair_cli import __version__
 from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.align import check_model_matches
-from kdfair_cli.io.modeldir import load_model
+from kdfair_cli.models.saved import load_model
 from kdfair_cli.io.predictions import SplitPredictions
 from kdfair_cli.data.batches import Batches, make_batches
 from kdfair_cli.train import distributed
@@ -67,19 +67,17 @@ def predict_split(model_dir: str | Path, *, split: str = "test", data: str | Non
     The dataset is reopened with the --dataset-option values recorded in model.json (when the
     dataset is the same), updated by `dataset_options`. Under torchrun each rank predicts every
     W-th sample and rank 0 gathers them; the other ranks return None. A plain transformers
-    causal-LM directory (no model.json) scores multiple-choice items instead
-    (kdfair_cli.llm.scoring; `lm_options` are its options); batch_size defaults to 512
-    samples, or 16 items for a causal LM.
+    causal-LM directory (no model.json) scores multiple-choice items instead (its family's
+    predictor, kdfair_cli.models.families; `lm_options` are its options); batch_size defaults
+    to 512 samples, or 16 items for a causal LM.
     """
-    from kdfair_cli.llm.causal_lm import check_local_dir, is_causal_lm_dir
+    from kdfair_cli.models.families import families
 
-    check_local_dir(model_dir)
-    if is_causal_lm_dir(model_dir):
-        from kdfair_cli.llm.scoring import predict_causal_lm
-
-        return predict_causal_lm(model_dir, dataset=dataset, data=data, split=split, device=device,
-                                 batch_size=batch_size or 16, dataset_options=dataset_options,
-                                 **(lm_options or {}))
+    for family in families():  # a directory of a family of its own (a causal LM) predicts its way
+        predict = family.predictor(Path(model_dir))
+        if predict is not None:
+            return predict(model_dir, dataset=dataset, data=data, split=split, device=device,
+                           batch_size=batch_size, dataset_options=dataset_options, lm_options=lm_options)
     batch_size = batch_size or 512
     if batch_size <= 0:
         raise KdfairError(f"--batch-size must be positive, got {batch_size}")

@@ -1,6 +1,23 @@
+import time
+
 import pytest
 
 from kdfair_cli.data import registry
+
+#: A test not marked slow may spend at most this much CPU (this process, all threads) in its call
+#: phase: one that trains a model, runs a sweep or a SLURM job must carry @pytest.mark.slow, so
+#: that `pytest -m "not slow"` stays fast. CPU time, not wall time: robust to a loaded machine.
+FAST_CPU_SECONDS = 3.0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    start = time.process_time()
+    yield
+    spent = time.process_time() - start
+    if spent > FAST_CPU_SECONDS and item.get_closest_marker("slow") is None:
+        pytest.fail(f"{item.nodeid} spent {spent:.1f}s of CPU but is not marked slow (limit "
+                    f"{FAST_CPU_SECONDS:g}s): mark it @pytest.mark.slow if it trains, sweeps or submits jobs")
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ def run(*args):
     return res
 
 
+@pytest.mark.slow
 def test_worked_audit(tmp_path):
     bbq = write_bbq(tmp_path / "BBQ", n_per_category=12, metadata=True)
     models = {"teacher": tiny_lm(tmp_path / "teacher", "llama", seed=0, hidden=64, layers=3),

@@ -136,6 +136,7 @@ def test_first_step_loss_matches_transformers(lms, tmp_path, mode):
 
 # ------------------------------------------------------------------------------ training runs
 
+@pytest.mark.slow
 def test_nds_learns_the_corpus_and_predict_reads_it(lms, tmp_path):
     meta = train_model(cfg(lms, tmp_path / "nds", epochs=3), verbose=False)
     out = tmp_path / "nds"
@@ -328,6 +329,7 @@ def test_bad_lm_input_gets_one_line(case, lms, cache4, tmp_path):
     assert after == before
 
 
+@pytest.mark.slow
 def test_predictions_of_a_distilled_lm_name_its_role_and_temperature(lms, tmp_path):
     from kdfair_cli.io.predictions import read_predictions
 
@@ -342,6 +344,7 @@ def test_predictions_of_a_distilled_lm_name_its_role_and_temperature(lms, tmp_pa
     assert model["teacher"]["mode"] == "online"
 
 
+@pytest.mark.slow
 def test_model_files_follow_the_umask(lms, tmp_path):
     old = os.umask(0o022)
     try:

@@ -17,10 +17,6 @@ from kdfair_cli.classifier.spec import EXAMPLE_SPEC
 from kdfair_cli.sweep.spec import load_spec
 
 cli = CliRunner()
-#: Cells write predictions files and call the analysis commands (kdfair_cli.io.predictions, metrics).
-needs_metrics = pytest.mark.skipif(
-    __import__("importlib.util").util.find_spec("kdfair_cli.io.predictions") is None,
-    reason="needs the predictions I/O and analysis commands")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -150,7 +146,6 @@ def test_sbatch_scripts_are_valid_bash_and_use_the_array_index(tmp_path) -> None
 
 
 @pytest.mark.slow
-@needs_metrics
 def test_slurm_array_task_id_selects_the_cell(blobs, tmp_path, monkeypatch) -> None:
     spec = load_spec(tiny_spec(tmp_path / "s.toml", seeds=(0,), temps=(1,), analyses=False))
     cells = build_cells(spec)
@@ -170,7 +165,6 @@ def test_slurm_array_task_id_selects_the_cell(blobs, tmp_path, monkeypatch) -> N
 # --------------------------------------------------------------------------- run, skip, rerun
 
 @pytest.mark.slow
-@needs_metrics
 def test_online_sweep_distils_from_the_teacher_model(blobs, tmp_path) -> None:
     import json
 
@@ -185,7 +179,6 @@ def test_online_sweep_distils_from_the_teacher_model(blobs, tmp_path) -> None:
 
 
 @pytest.mark.slow
-@needs_metrics
 def test_second_run_does_nothing_deleted_output_reruns_only_that_cell(blobs, tmp_path) -> None:
     spec_path = tiny_spec(tmp_path / "s.toml")
     sw = tmp_path / "sw"
@@ -227,7 +220,6 @@ def test_second_run_does_nothing_deleted_output_reruns_only_that_cell(blobs, tmp
 
 
 @pytest.mark.slow
-@needs_metrics
 def test_interrupted_cell_resumes(blobs, tmp_path, monkeypatch) -> None:
     import signal
 
@@ -274,7 +266,6 @@ main()
 
 
 @pytest.mark.slow
-@needs_metrics
 def test_two_processes_with_different_indices_share_one_folder(blobs, tmp_path) -> None:
     spec_path = tiny_spec(tmp_path / "s.toml", seeds=(0,), temps=(1, 2))
     spec = load_spec(spec_path)

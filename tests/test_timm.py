@@ -62,6 +62,7 @@ def _timm_logits(name: str, kwargs: dict, weights: Path, images: np.ndarray, mea
         return model(x).numpy()
 
 
+@pytest.mark.slow
 def test_tinyvit_and_vit_through_train_distill_and_predict(blobs, tmp_path) -> None:
     data = blobs
     run("train-teacher", *BLOBS, "--data", data, "--arch", "timm:test_vit", "-o", tmp_path / "t", *FAST)
@@ -149,6 +150,7 @@ def test_names_options_and_errors(tmp_path) -> None:
         arch_options("timm:test_vit", None, str(tmp_path / "d"))
 
 
+@pytest.mark.slow
 def test_imagefolder_size_comes_from_the_models_config(tmp_path) -> None:
     data = make_imagefolder(tmp_path / "if", size=40)
     run("train-teacher", "--dataset", "imagefolder", "--data", data, "--arch", "timm:test_efficientnet",
@@ -159,6 +161,7 @@ def test_imagefolder_size_comes_from_the_models_config(tmp_path) -> None:
     assert meta["input_shape"] == list(size)
 
 
+@pytest.mark.slow
 def test_sweep_with_timm_teacher_and_students(blobs, tmp_path) -> None:
     from kdfair_cli.sweep.runner import run_sweep
     from kdfair_cli.sweep.spec import load_spec

@@ -79,7 +79,3 @@ def print_json(obj: Any) -> None:
     """Write one JSON document to stdout (machine-readable output)."""
     sys.stdout.write(json.dumps(jsonable(obj), indent=2) + "\n")
     sys.stdout.flush()
-
-
-def not_implemented(name: str) -> None:
-    error_exit(f"'{name}' is not implemented yet", 2)

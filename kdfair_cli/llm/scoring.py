@@ -78,7 +78,7 @@ class _Progress:
     """A rich bar on a terminal, one line per chunk otherwise (logs)."""
 
     def __init__(self, total: int, done: int) -> None:
-        from kdfair_cli.cli.common import console
+        from kdfair_cli.console import console
 
         self.console, self.total, self.done, self.t0 = console, total, done, time.perf_counter()
         self.bar = None
@@ -185,7 +185,7 @@ def _trained_facts(model_dir: str | Path) -> dict[str, Any]:
 
 def _open_parts(parts: Path, key: dict, n: int, chunk_size: int) -> dict[int, np.ndarray]:
     """Valid chunks of an earlier run with the same manifest; a fresh folder otherwise."""
-    from kdfair_cli.cli.common import console
+    from kdfair_cli.console import console
 
     manifest = parts / MANIFEST
     stored: dict[int, np.ndarray] = {}

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 OUTPUT_DISTANCES = ("tv", "l1", "l2")
-MODEL_OUTPUTS = ("probs", "onehot")
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -22,8 +22,7 @@ from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import check_writable, refuse_input_target
 from kdfair_cli.io.modeldir import META, STATE, save_model_dir
-from kdfair_cli.llm.causal_lm import ARCH_FAMILY as LM_FAMILY
-from kdfair_cli.llm.trainee import LM_ARCH, build_trainee, is_lm_arch
+from kdfair_cli.models.families import arch_family, check_family_fits
 from kdfair_cli.models.registry import arch_options, build_model, count_parameters, model_normalization
 from kdfair_cli.models.timm_models import apply_pretrained_config, data_config, describe, is_timm_arch
 from kdfair_cli.data.batches import Batches, make_batches
@@ -67,11 +66,9 @@ def _build(cfg: TrainConfig, info: DatasetInfo, train: Split) -> tuple[torch.nn.
     under "text" / "lm"."""
     from kdfair_cli.models.text import TEXT_ARCHS, is_text_arch
 
-    if is_lm_arch(cfg.arch) != (info.modality == "corpus"):
-        want = "--dataset corpus" if is_lm_arch(cfg.arch) else f"--arch {LM_ARCH}"
-        raise KdfairError(f"arch '{cfg.arch}' does not fit dataset {info.name} ({info.modality}); expected {want}")
-    if is_lm_arch(cfg.arch):
-        return build_trainee(cfg.pretrained, cfg.tokenizer, cfg.max_length)
+    check_family_fits(cfg.arch, info.name, info.modality)
+    if (family := arch_family(cfg.arch)) is not None:
+        return family.build(cfg, info, train)
     text_data = info.modality == "text"
     if is_text_arch(cfg.arch) != text_data:
         want = "a text dataset (hatexplain, textcsv)" if is_text_arch(cfg.arch) else \
@@ -194,16 +191,14 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
     model, pretrained, text_meta = prepare_model(cfg, info, train, device)
     if text_meta is None and (norm := model_normalization(model, info.input_shape[0])) is not None:
         info = dataclasses.replace(info, mean=norm[0], std=norm[1])  # what the model was made for
-    is_lm = is_lm_arch(cfg.arch)
+    family = arch_family(cfg.arch)
     train_b, train_y = to_batches(dataset, train, info, device, model)
     val_b, val_y = to_batches(dataset, val, info, device, model)
     provenance: dict[str, Any] = {}
     evaluator: Evaluator | None = None
-    if is_lm:  # next-token CE, or token-level KD (kdfair_cli.llm.teacher)
-        from kdfair_cli.llm.teacher import LOSS_CHUNK, lm_evaluator, lm_objective
-
-        objective, provenance = lm_objective(cfg, model, train_b, train, device, info.fingerprint)
-        evaluator = lm_evaluator(val_b, cfg.batch_size, cfg.amp)
+    if family is not None:  # its own objective and validation (a causal LM: per learned token)
+        objective, provenance, evaluator = family.objective(cfg, model, train_b, val_b, train, device,
+                                                            info.fingerprint)
     elif cfg.role == "ds":
         teacher_fn, provenance = teacher_setup(cfg, info, train, device)
         objective = kd_objective(teacher_fn, cfg)
@@ -234,12 +229,8 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
         meta["timm"] = describe(model)
     meta["distributed"] = env.to_json()
     write_weights = None
-    if is_lm:  # save_pretrained output + tokenizer + model.json; accuracy is per learned token
-        meta.update(arch_family=LM_FAMILY, pretrained=None,
-                    lm={**text_meta, "train_tokens": int(train_b.enc.n_targets.sum()),
-                        "val_tokens": int(val_b.enc.n_targets.sum()), "loss_chunk": LOSS_CHUNK})
-        meta["selection"]["metric"] = "val_acc (next-token accuracy on the learned tokens)"
-        write_weights = model.write_dir
+    if family is not None:  # its own files (a causal LM: save_pretrained output + tokenizer)
+        write_weights = family.save(meta, model, train_b, val_b, text_meta)
     elif text_meta is not None:  # save_pretrained output + tokenizer + model.json
         from kdfair_cli.models.text import ARCH_FAMILY
 

@@ -21,7 +21,8 @@ import torch
 from kdfair_cli.data.base import DatasetInfo, Split
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.align import check_model_matches, check_same_source, rows_for_ids, source_of
-from kdfair_cli.io.modeldir import load_model, sha256_file
+from kdfair_cli.io.modeldir import sha256_file
+from kdfair_cli.models.saved import load_model
 from kdfair_cli.io.predictions import read_predictions
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train.loop import autocast
