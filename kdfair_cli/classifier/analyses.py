@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kdfair_cli.api import classes, group, individual, pairs as pair_sets
+from kdfair_cli.api import classes, group, individual
+from kdfair_cli.api.pairs import pairs as pair_set
 
 
 def make_pairs(out: Path, *, dataset: str, data: Path, split: str, source: str, k: int,
                attribute: str | None) -> None:
     """Build the sweep's pair set once and write it to `out`."""
-    pair_sets.pairs(dataset=dataset, data=data, split=split, source=source, k=k,
+    pair_set(dataset=dataset, data=data, split=split, source=source, k=k,
               attribute=attribute).write(out)
 
 

@@ -16,9 +16,8 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.sweep.spec_common import (
     GRID_KEYS, check_device_available, check_top_level, check_type, parse_grid, resolve, table, where,
 )
-from kdfair_cli.train.config import TrainConfig, spec_keys
+from kdfair_cli.train.config import ROLES, TrainConfig, spec_keys
 
-ROLES = ("teacher", "nds", "ds")
 PAIR_SOURCES = ("knn", "twins", "none")
 
 #: Training settings a spec may give per role (and in [train] for all roles), with their types:
@@ -139,7 +138,7 @@ class SweepSpec:
         if role == "ds":
             cfg.temperature = temperature
             cfg.alpha = self.alpha
-            cfg.kd_scale_t2 = self.t2_scaling
+            cfg.t2_scaling = self.t2_scaling
             cfg.teacher_logits = teacher_logits
             cfg.teacher = teacher
         return cfg

@@ -7,27 +7,16 @@ from typing import Any
 
 import typer
 
-from kdfair_cli.cli.train_options import run_training, split_options, with_train_options
+from kdfair_cli.cli.train_options import run_training, split_options, with_distill_options
 from kdfair_cli.train.config import TrainConfig
 from kdfair_cli.train.signals import stop_on_signals
 
 
-@with_train_options
+@with_distill_options
 def command(
     arch: str = typer.Option(..., "--arch", help="Student architecture, e.g. lenet5, distilbert for text, or causal-lm "
                       "(with --pretrained DIR and --dataset corpus)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
-    temperature: float = typer.Option(..., "--temperature", "-T", help="Softmax temperature T > 0."),
-    teacher: Path = typer.Option(None, "--teacher", help="Teacher model directory (online distillation; a "
-                                 "local causal-LM directory for --arch causal-lm)."),
-    teacher_logits: Path = typer.Option(None, "--teacher-logits", help="Teacher predictions on the train split "
-                                        "(offline distillation; the teacher runs once for a whole sweep); "
-                                        "for --arch causal-lm a top-k cache directory (kdfair predict "
-                                        "TEACHER --dataset corpus --top-k K)."),
-    alpha: float = typer.Option(0.8, "--alpha", help="Weight of the DISTILLATION term: L = alpha*T^2*KL + "
-                                "(1-alpha)*CE. alpha=1 is pure distillation (some tools use the opposite)."),
-    t2_scaling: bool = typer.Option(True, "--t2-scaling/--no-t2-scaling", help="Multiply the KL term by T^2 "
-                                    "(Hinton et al.); the paper does not say."),
     **options: Any,
 ) -> None:
     """Distil a student from a teacher model or from cached teacher logits.
@@ -44,7 +33,5 @@ def command(
     """
     with stop_on_signals():  # a SIGTERM during set-up exits 143 too
         config, run = split_options(options)
-        cfg = TrainConfig(arch=arch, out=str(out), role="ds", temperature=temperature, alpha=alpha,
-                          kd_scale_t2=t2_scaling, teacher=str(teacher) if teacher else None,
-                          teacher_logits=str(teacher_logits) if teacher_logits else None, **config)
+        cfg = TrainConfig(arch=arch, out=str(out), role="ds", **config)
         run_training(cfg, run)

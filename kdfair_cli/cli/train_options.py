@@ -46,10 +46,11 @@ def _option(f: dataclasses.Field, annotation: Any) -> tuple[str, Any, Any]:
                                         rich_help_panel=m["panel"])
 
 
-def _train_options() -> list[tuple[str, Any, Any]]:
-    """The generated options, grouped by help panel (PANELS order), then in field order."""
+def _train_options(roles: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
+    """The generated options of the settings that apply to `roles`, grouped by help panel
+    (PANELS order), then in field order."""
     types = setting_types()
-    fields = [f for f in settings() if f.metadata["panel"]]
+    fields = [f for f in settings() if f.metadata["panel"] and set(f.metadata["roles"]) & set(roles)]
     fields.sort(key=lambda f: PANELS.index(f.metadata["panel"]))
     options = []
     for f in fields:
@@ -60,18 +61,21 @@ def _train_options() -> list[tuple[str, Any, Any]]:
     return options
 
 
-#: (parameter name, annotation, typer.Option): the TrainConfig settings, then the run flags.
-TRAIN_OPTIONS: list[tuple[str, Any, Any]] = _train_options() + RUN_OPTIONS
+#: (parameter name, annotation, typer.Option): the TrainConfig settings, then the run flags, of
+#: train-teacher (roles teacher and nds) and of distill (role ds: the distillation settings too).
+TRAIN_OPTIONS: list[tuple[str, Any, Any]] = _train_options(("teacher", "nds")) + RUN_OPTIONS
+DISTILL_OPTIONS: list[tuple[str, Any, Any]] = _train_options(("ds",)) + RUN_OPTIONS
 
 RUN_KEYS = ("resume", "force", "quiet", "json_out")
 
 
-def with_train_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Append TRAIN_OPTIONS to `func`'s signature; `func` receives them in **options."""
+def with_train_options(func: Callable[..., Any], options: list[tuple[str, Any, Any]] | None = None
+                       ) -> Callable[..., Any]:
+    """Append `options` (default TRAIN_OPTIONS) to `func`'s signature; `func` receives them in **options."""
     sig = inspect.signature(func)
     own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)
-             for name, ann, opt in TRAIN_OPTIONS]
+             for name, ann, opt in (TRAIN_OPTIONS if options is None else options)]
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
@@ -79,6 +83,11 @@ def with_train_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
     return wrapper
+
+
+def with_distill_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Append DISTILL_OPTIONS (the training settings and the distillation ones) to `func`'s signature."""
+    return with_train_options(func, DISTILL_OPTIONS)
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

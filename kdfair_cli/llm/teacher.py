@@ -131,13 +131,13 @@ def lm_objective(cfg: TrainConfig, trainee: CausalLMTrainee, batches: LMBatches,
             source, provenance = live_lm_teacher(cfg, trainee, device)
         else:
             source, provenance = cached_lm_teacher(cfg, trainee, batches, train, device, fingerprint)
-    temperature, alpha = cfg.temperature, cfg.alpha if cfg.alpha is not None else 0.0
+    temperature, alpha = cfg.temperature, cfg.alpha
 
     def objective(hidden: torch.Tensor, y: torch.Tensor, index: torch.Tensor, x: torch.Tensor) -> StepLoss:
         rows, targets = learned_rows(hidden, x)
         teacher = source(index, x) if source is not None else None
         loss, correct, count = chunked_token_loss(rows, trainee.head, targets, teacher, temperature, alpha,
-                                                  cfg.kd_scale_t2, trainee.vocab, chunk=LOSS_CHUNK)
+                                                  cfg.t2_scaling, trainee.vocab, chunk=LOSS_CHUNK)
         return StepLoss(loss, correct, int(count))
 
     return objective, provenance

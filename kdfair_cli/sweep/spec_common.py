@@ -14,6 +14,7 @@ from typing import Any
 
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.sweep.kinds import DEFAULT_KIND, KINDS
+from kdfair_cli.train.config import setting_default, sweep_keys
 from kdfair_cli.train.device import check_device_name, resolve_device
 
 #: offline: the teacher runs once (its logits cached) and every temperature reads the cache.
@@ -21,8 +22,8 @@ from kdfair_cli.train.device import check_device_name, resolve_device
 DISTILLATION_MODES = ("offline", "online")
 #: The keys of [sweep] common to every kind.
 GRID_KEYS: dict[str, type] = {
-    "kind": str, "name": str, "seeds": list, "temperatures": list, "alpha": float, "t2_scaling": bool,
-    "device": str, "distillation": str,
+    "kind": str, "name": str, "seeds": list, "temperatures": list, **sweep_keys(), "device": str,
+    "distillation": str,
 }
 
 
@@ -126,7 +127,7 @@ def parse_grid(source: Path, sweep: dict[str, Any]) -> Grid:
     if distillation not in DISTILLATION_MODES:
         raise KdfairError(f"{where(source, 'sweep.distillation')}: '{distillation}': expected "
                           f"{'|'.join(DISTILLATION_MODES)}")
-    alpha = sweep.get("alpha", 0.8)
+    alpha = sweep.get("alpha", setting_default("alpha"))
     if not 0 <= alpha <= 1:
         raise KdfairError(f"{where(source, 'sweep.alpha')}: must be in [0, 1], got {alpha}")
     device = sweep.get("device", "auto")
@@ -135,7 +136,7 @@ def parse_grid(source: Path, sweep: dict[str, Any]) -> Grid:
     except KdfairError as exc:
         raise KdfairError(f"{where(source, 'sweep.device')}: {str(exc).removeprefix('--device ')}") from None
     return Grid(name=sweep.get("name", source.stem), seeds=list(seeds), temperatures=temperatures,
-                alpha=float(alpha), t2_scaling=sweep.get("t2_scaling", True), distillation=distillation,
+                alpha=float(alpha), t2_scaling=sweep.get("t2_scaling", setting_default("t2_scaling")), distillation=distillation,
                 device=device)
 
 

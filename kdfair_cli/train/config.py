@@ -20,22 +20,24 @@ ROLES = ("teacher", "nds", "ds")
 #: Tokens per text (text classifiers) or corpus line (causal LMs); also the teacher cache's default.
 DEFAULT_MAX_LENGTH = 128
 #: Help panels of the generated options, in the order --help shows them.
-PANELS = ("Data", "Model", "Training", "Text", "Run")
+PANELS = ("Data", "Model", "Training", "Distillation", "Text", "Run")
 
 
 def setting(help: str, *, default: Any = dataclasses.MISSING, default_factory: Any = dataclasses.MISSING,
-            panel: str | None = None, spec: bool = False, choices: tuple[str, ...] | None = None,
+            panel: str | None = None, spec: bool = False, sweep: bool = False, choices: tuple[str, ...] | None = None,
             roles: tuple[str, ...] = ROLES, cli_default: Any = dataclasses.MISSING, cli_type: Any = None,
             param: str | None = None, short: str | None = None, metavar: str | None = None) -> Any:
     """A TrainConfig field with everything the options, the spec keys and the docs table need.
 
     panel: the --help panel of its option in train-teacher and distill (None: no generated
     option, the field is declared by the command or set by code); spec: a key of a sweep spec's
-    [train], [teacher], [nds] and [ds] tables; roles: the roles it applies to; cli_default,
+    [train], [teacher], [nds] and [ds] tables; sweep: a key of its [sweep] table (one value for
+    the whole grid); roles: the roles it applies to (train-teacher's options are those of
+    teacher and nds, distill's those of ds); cli_default,
     cli_type, param, short, metavar: where the option differs from the field (a required field
     with a command-line default, a Path, a repeatable KEY=VALUE list).
     """
-    meta = {"help": help, "panel": panel, "spec": spec, "choices": choices, "roles": roles,
+    meta = {"help": help, "panel": panel, "spec": spec, "sweep": sweep, "choices": choices, "roles": roles,
             "cli_default": cli_default, "cli_type": cli_type, "param": param, "short": short,
             "metavar": metavar}
     return field(default=default, default_factory=default_factory, metadata=meta)
@@ -88,13 +90,22 @@ class TrainConfig:
                                   "split.", default=0.1, panel="Training", spec=True)
     device: str = setting("auto, cpu, cuda, cuda:N or mps.", default="auto", panel="Run")
     amp: bool = setting("bf16 autocast on CUDA (ignored on CPU).", default=True, panel="Run", spec=True)
-    # Distillation (role "ds" only): declared by `kdfair distill` and the [sweep] table.
-    temperature: float | None = setting("Softmax temperature T > 0.", default=None, roles=_DS)
-    alpha: float | None = setting("Weight of the distillation term.", default=None, roles=_DS)
-    kd_scale_t2: bool = setting("Multiply the KL term by T^2.", default=True, roles=_DS)
-    teacher: str | None = setting("Teacher model directory (online).", default=None, roles=_DS)
-    teacher_logits: str | None = setting("Cached teacher logits of the train split (offline).",
-                                         default=None, roles=_DS)
+    # Distillation (role "ds" only): options of `kdfair distill`; alpha and t2_scaling are also
+    # keys of a sweep's [sweep] table (its temperatures and teachers come from the grid).
+    temperature: float | None = setting("Softmax temperature T > 0.", default=None, roles=_DS,
+                                        panel="Distillation", cli_default=..., short="-T")
+    teacher: str | None = setting("Teacher model directory (online distillation; a local causal-LM "
+                                  "directory for --arch causal-lm).", default=None, roles=_DS,
+                                  panel="Distillation", cli_type=Path)
+    teacher_logits: str | None = setting(
+        "Teacher predictions on the train split (offline distillation; the teacher runs once for a "
+        "whole sweep); for --arch causal-lm a top-k cache directory (kdfair predict TEACHER --dataset "
+        "corpus --top-k K).", default=None, roles=_DS, panel="Distillation", cli_type=Path)
+    alpha: float = setting("Weight of the DISTILLATION term: L = alpha*T^2*KL + (1-alpha)*CE. alpha=1 is "
+                           "pure distillation (some tools use the opposite).", default=0.8, roles=_DS,
+                           panel="Distillation", sweep=True)
+    t2_scaling: bool = setting("Multiply the KL term by T^2 (Hinton et al.); the paper does not say.",
+                               default=True, roles=_DS, panel="Distillation", sweep=True)
     pretrained: str | None = setting(
         "Start from local weights: image archs a weight file (torch state dict or .safetensors) or a "
         "timm/HF model directory (model.safetensors + config.json; a classifier head of another shape "
@@ -160,6 +171,11 @@ class TrainConfig:
     def run_hash(self) -> str:
         """Identity of the run for --resume: everything but where it runs."""
         blob = {k: v for k, v in self.to_json().items() if k not in ("device", "out", "workers")}
+        # Identities of runs saved before the distillation settings had one declaration stay
+        # valid: T^2 scaling under its old name, and no alpha where it does not apply.
+        blob["kd_scale_t2"] = blob.pop("t2_scaling")
+        if self.role != "ds":
+            blob["alpha"] = None
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -188,6 +204,17 @@ def settings() -> list[dataclasses.Field]:
 def setting_types() -> dict[str, Any]:
     """Field name -> its type (resolved from the annotations)."""
     return typing.get_type_hints(TrainConfig)
+
+
+def sweep_keys() -> dict[str, type]:
+    """The distillation settings a sweep spec gives once, in [sweep], with their types."""
+    types = setting_types()
+    return {f.name: types[f.name] for f in settings() if f.metadata["sweep"]}
+
+
+def setting_default(name: str) -> Any:
+    """The declared default of a TrainConfig setting."""
+    return next(f.default for f in settings() if f.name == name)
 
 
 def spec_keys() -> dict[str, type]:

@@ -105,7 +105,7 @@ def kd_objective(teacher_fn, cfg: TrainConfig) -> Objective:
     assert cfg.temperature is not None and cfg.alpha is not None
 
     def loss(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return kd_loss(logits, teacher_fn(index, x), y, cfg.temperature, cfg.alpha, cfg.kd_scale_t2)
+        return kd_loss(logits, teacher_fn(index, x), y, cfg.temperature, cfg.alpha, cfg.t2_scaling)
 
     return classification(loss)
 
@@ -257,8 +257,8 @@ def _model_meta(cfg: TrainConfig, info: DatasetInfo, model: torch.nn.Module, res
         "dataset": {"name": info.name, "path": str(Path(cfg.data).resolve()), "fingerprint": info.fingerprint,
                     "options": info.options, "attributes": {a.name: list(a.values) for a in info.attributes}},
         "temperature": cfg.temperature,
-        "alpha": cfg.alpha,
-        "kd_scale_t2": cfg.kd_scale_t2 if cfg.role == "ds" else None,
+        "alpha": cfg.alpha if cfg.role == "ds" else None,
+        "kd_scale_t2": cfg.t2_scaling if cfg.role == "ds" else None,
         "teacher": provenance or None,
         "hyperparameters": cfg.to_json(),
         "selection": {"kept": cfg.select, "epoch": result.selected_epoch,

@@ -27,9 +27,8 @@ from kdfair_cli.llm.scoring import SCORING, parse_template, predict_causal_lm
 from kdfair_cli.sweep.spec_common import (
     GRID_KEYS, Grid, check_device_available, check_top_level, parse_grid, resolve, table, where,
 )
-from kdfair_cli.train.config import TrainConfig, setting_types, spec_keys
+from kdfair_cli.train.config import ROLES, TrainConfig, setting_types, spec_keys
 
-ROLES = ("teacher", "nds", "ds")
 TOP_KEYS = ("sweep", "data", "train", "teacher", "student", "nds", "ds", "audit")
 SWEEP_KEYS: dict[str, type] = {**GRID_KEYS, "top_k": int}
 DATA_KEYS: dict[str, type] = {"corpus": str, "bbq": str, "path": str, "generate": dict}
@@ -174,7 +173,7 @@ class LLMSweepSpec(Grid):
         cfg = TrainConfig(arch=LM_ARCH, dataset="corpus", data=str(data), pretrained=str(pretrained), out=out,
                           role=role, seed=seed, device=self.device, **self.roles[role])
         if role == "ds":
-            cfg.temperature, cfg.alpha, cfg.kd_scale_t2 = temperature, self.alpha, self.t2_scaling
+            cfg.temperature, cfg.alpha, cfg.t2_scaling = temperature, self.alpha, self.t2_scaling
             cfg.teacher_logits, cfg.teacher = teacher_logits, teacher
         return cfg
 
