@@ -71,9 +71,9 @@ def predict_split(model_dir: str | Path, *, split: str = "test", data: str | Non
     predictor, kdfair_cli.models.families; `lm_options` are its options); batch_size defaults
     to 512 samples, or 16 items for a causal LM.
     """
-    from kdfair_cli.models.families import families
+    from kdfair_cli.models.families import predicting_families
 
-    for family in families():  # a directory of a family of its own (a causal LM) predicts its way
+    for family in predicting_families():  # a directory of a family of its own (a causal LM) predicts its way
         predict = family.predictor(Path(model_dir))
         if predict is not None:
             return predict(model_dir, dataset=dataset, data=data, split=split, device=device,

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,14 +29,21 @@ def test_import_contracts_hold() -> None:
     assert "0 broken" in res.stdout
 
 
-def test_an_upward_import_breaks_them(tmp_path: Path) -> None:
-    """A lazy import of the sweep from a metric module (a lower layer) fails the contracts."""
+@pytest.mark.parametrize("module, line, broken", [
+    ("metrics/multiple_testing.py", "from kdfair_cli.sweep.runner import run_sweep",
+     "kdfair_cli.metrics.multiple_testing -> kdfair_cli.sweep.runner"),
+    ("train/runner.py", "from kdfair_cli.llm.trainee import build_trainee",
+     "kdfair_cli.train.runner -> kdfair_cli.llm.trainee"),
+    ("classifier/analyses.py", "from kdfair_cli import api", "kdfair_cli.classifier.analyses -> kdfair_cli.api"),
+    ("api/group.py", "import torch", "kdfair_cli.api.group -> torch"),
+])
+def test_an_upward_import_breaks_them(tmp_path: Path, module: str, line: str, broken: str) -> None:
+    """A lazy (function-level) import that breaks the rule, added to a copy, fails the contracts."""
     shutil.copytree(ROOT / "kdfair_cli", tmp_path / "kdfair_cli",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    target = tmp_path / "kdfair_cli" / "metrics" / "multiple_testing.py"
-    target.write_text(target.read_text() + "\n\ndef _upward() -> None:\n"
-                      "    from kdfair_cli.sweep.runner import run_sweep  # noqa: F401\n")
+    target = tmp_path / "kdfair_cli" / module
+    target.write_text(target.read_text() + f"\n\ndef _upward() -> None:\n    {line}  # noqa: F401\n")
     res = _lint(tmp_path)
     assert res.returncode != 0
-    assert "kdfair_cli.metrics.multiple_testing -> kdfair_cli.sweep.runner" in res.stdout
+    assert broken in res.stdout, res.stdout

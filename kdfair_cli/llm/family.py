@@ -49,5 +49,5 @@ def _predictor(model_dir: Path) -> Any:
     return predict
 
 
-FAMILY = ArchFamily(name=ARCH_FAMILY, modality="corpus", build=_build, objective=_objective, save=_save,
-                    predictor=_predictor)
+FAMILY = ArchFamily(name=ARCH_FAMILY, wants_data="--dataset corpus", wants_arch="--arch causal-lm",
+                    build=_build, save=_save, objective=_objective, predictor=_predictor)

@@ -1,9 +1,9 @@
-"""Architecture families with their own build, objective, evaluation, saving and prediction, by
-"module:name": the trainer and predict reach them only through here, never by import.
+"""Architecture families with their own build, objective, evaluation, saving, loading and
+prediction, by "module:name": the trainer, the loader and predict reach them only through here.
 
-Image classifiers (kdfair_cli.models.registry) and text classifiers (kdfair_cli.models.text)
-are the trainer's own; a family registered here replaces each of its steps with a hook. The
-causal LMs (kdfair_cli.llm.family) are one.
+Image classifiers (kdfair_cli.models.registry) are the trainer's own; a family registered here
+replaces each step it has a hook for. Text classifiers (kdfair_cli.models.text_family) and
+causal LMs (kdfair_cli.llm.family) are families.
 """
 
 from __future__ import annotations
@@ -14,54 +14,70 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: --arch -> "module:name" of its ArchFamily.
-ARCH_FAMILIES: dict[str, str] = {"causal-lm": "kdfair_cli.llm.family:FAMILY"}
-#: dataset modality -> the --arch that trains on it (a family of its own).
-MODALITY_ARCHS: dict[str, str] = {"corpus": "causal-lm"}
+from kdfair_cli.errors import KdfairError
+
+#: model.json's arch_family -> "module:name" of its ArchFamily, in the order their fit is checked.
+FAMILIES: dict[str, str] = {
+    "causal-lm": "kdfair_cli.llm.family:FAMILY",
+    "hf": "kdfair_cli.models.text_family:FAMILY",
+}
+#: --arch -> its family.
+ARCH_FAMILIES: dict[str, str] = {"causal-lm": "causal-lm", "bert": "hf", "distilbert": "hf", "hf": "hf"}
+#: dataset modality -> the family that trains on it.
+MODALITY_FAMILIES: dict[str, str] = {"corpus": "causal-lm", "text": "hf"}
 
 
 @dataclass(frozen=True)
 class ArchFamily:
-    """The steps of training and predicting that a family does its own way."""
+    """The steps of training, loading and predicting that a family does its own way."""
 
     #: model.json's arch_family.
     name: str
-    #: The dataset modality it trains on.
-    modality: str
-    #: build(cfg, info, train split) -> (model, the facts model.json records of it).
+    #: What the fit check asks for: the data of its archs, the archs for its data.
+    wants_data: str
+    wants_arch: str
+    #: build(cfg, info, train split) -> (model, the facts model.json records of it); the model
+    #: loads --pretrained itself.
     build: Callable[[Any, Any, Any], tuple[Any, dict]]
-    #: objective(cfg, model, train batches, val batches, train split, device, data fingerprint)
-    #: -> (loop Objective, teacher provenance, validation Evaluator).
-    objective: Callable[..., tuple[Any, dict, Any]]
     #: save(meta, model, train batches, val batches, facts) -> the weights writer; updates meta.
     save: Callable[..., Any]
-    #: predictor(model_dir) -> predict(model_dir, **options) when the directory is the family's,
-    #: else None (KdfairError for a directory no family can read).
-    predictor: Callable[[Path], Callable[..., Any] | None]
+    #: objective(cfg, model, train batches, val batches, train split, device, data fingerprint)
+    #: -> (loop Objective, teacher provenance, validation Evaluator); None: the trainer's
+    #: classification objective (hard labels, or KD for role ds).
+    objective: Callable[..., tuple[Any, dict, Any]] | None = None
+    #: load(model_dir, meta) -> the model of a finished model directory; None: not loadable as a
+    #: classifier.
+    load: Callable[[Path, dict], Any] | None = None
+    #: predictor(model_dir) -> predict(model_dir, **options) when the directory is the family's
+    #: and predicts its own way (without model.json), else None.
+    predictor: Callable[[Path], Callable[..., Any] | None] | None = None
 
 
-def _load(ref: str) -> ArchFamily:
-    module, name = ref.split(":")
-    return getattr(importlib.import_module(module), name)
+def family(name: str) -> ArchFamily:
+    module, attr = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def arch_family(arch: str) -> ArchFamily | None:
-    """The family of --arch, or None for the trainer's own image and text architectures."""
-    return _load(ARCH_FAMILIES[arch]) if arch in ARCH_FAMILIES else None
+    """The family of --arch, or None for the trainer's own image architectures."""
+    return family(ARCH_FAMILIES[arch]) if arch in ARCH_FAMILIES else None
 
 
-def families() -> list[ArchFamily]:
-    return [_load(ref) for ref in ARCH_FAMILIES.values()]
+def saved_family(arch_family: str | None) -> ArchFamily | None:
+    """The family of a model.json's arch_family, or None (an image model)."""
+    return family(arch_family) if arch_family in FAMILIES else None
+
+
+def predicting_families() -> list[ArchFamily]:
+    """The families that predict model directories their own way."""
+    return [f for f in map(family, FAMILIES) if f.predictor is not None]
 
 
 def check_family_fits(arch: str, dataset: str, modality: str) -> None:
     """KdfairError when --arch belongs to a family and the dataset is not of its modality, or back."""
-    from kdfair_cli.errors import KdfairError
-
-    want_arch = MODALITY_ARCHS.get(modality)
-    if arch in ARCH_FAMILIES or want_arch is not None:
-        if want_arch == arch:
-            return
-        want = (f"--dataset {next(m for m, a in MODALITY_ARCHS.items() if a == arch)}"
-                if arch in ARCH_FAMILIES else f"--arch {want_arch}")
-        raise KdfairError(f"arch '{arch}' does not fit dataset {dataset} ({modality}); expected {want}")
+    for name in FAMILIES:
+        arch_is = ARCH_FAMILIES.get(arch) == name
+        if arch_is != (MODALITY_FAMILIES.get(modality) == name):
+            fam = family(name)
+            want = fam.wants_data if arch_is else fam.wants_arch
+            raise KdfairError(f"arch '{arch}' does not fit dataset {dataset} ({modality}); expected {want}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.modeldir import META, WEIGHTS, read_model_meta, sha256_file
+from kdfair_cli.models.families import saved_family
 from kdfair_cli.models.registry import build_model
 
 
@@ -22,10 +23,9 @@ def load_model(model_dir: str | Path, device: Any = "cpu", verify: bool = True):
         raise KdfairError(f"{weights} is missing: the model directory has no weights")
     if verify and meta.get("weights_sha256") and sha256_file(weights) != meta["weights_sha256"]:
         raise KdfairError(f"{weights} does not match the sha256 recorded in {model_dir / META}")
-    if meta.get("arch_family") == "hf":  # transformers save_pretrained directory
-        from kdfair_cli.models.text import load_text_model
-
-        return load_text_model(model_dir, meta).to(device).eval(), meta
+    family = saved_family(meta.get("arch_family"))
+    if family is not None and family.load is not None:  # e.g. a transformers save_pretrained directory
+        return family.load(model_dir, meta).to(device).eval(), meta
     model = build_model(meta["arch"], int(meta["num_classes"]), tuple(meta["input_shape"]), meta.get("arch_options"))
     try:
         state = load_file(str(weights), device=str(device))

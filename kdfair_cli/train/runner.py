@@ -62,26 +62,13 @@ def to_batches(dataset: Any, split: Split, info: DatasetInfo, device: torch.devi
 
 
 def _build(cfg: TrainConfig, info: DatasetInfo, train: Split) -> tuple[torch.nn.Module, dict | None]:
-    """The model to train, and for text models and causal LMs the facts model.json records
-    under "text" / "lm"."""
-    from kdfair_cli.models.text import TEXT_ARCHS, is_text_arch
-
+    """The model to train, and for a family of its own (text classifiers, causal LMs) the facts
+    model.json records of it (None for image architectures)."""
     check_family_fits(cfg.arch, info.name, info.modality)
     if (family := arch_family(cfg.arch)) is not None:
         return family.build(cfg, info, train)
-    text_data = info.modality == "text"
-    if is_text_arch(cfg.arch) != text_data:
-        want = "a text dataset (hatexplain, textcsv)" if is_text_arch(cfg.arch) else \
-            f"a text arch ({', '.join(TEXT_ARCHS)})"
-        raise KdfairError(f"arch '{cfg.arch}' does not fit dataset {info.name} ({info.modality}); expected {want}")
-    if not text_data:
-        options = arch_options(cfg.arch, cfg.model_config, cfg.pretrained)
-        return build_model(cfg.arch, info.num_classes, info.input_shape, options), None
-    from kdfair_cli.models.text import build_text_model
-
-    return build_text_model(cfg.arch, info.num_classes, info.class_names, train.extra["text"],
-                            pretrained=cfg.pretrained, tokenizer=cfg.tokenizer, max_length=cfg.max_length,
-                            model_config=cfg.model_config, vocab_size=cfg.vocab_size)
+    options = arch_options(cfg.arch, cfg.model_config, cfg.pretrained)
+    return build_model(cfg.arch, info.num_classes, info.input_shape, options), None
 
 
 def prepare_output(out: Path, resume: bool, force: bool) -> None:
@@ -141,9 +128,9 @@ def prepare_model(cfg: TrainConfig, info: DatasetInfo, train: Split,
     Returns (model, what --pretrained loaded for image archs, the facts of a text arch or causal LM).
     """
     torch.manual_seed(cfg.seed)
-    model, text_meta = _build(cfg, info, train)
+    model, facts = _build(cfg, info, train)
     pretrained = None
-    if cfg.pretrained and text_meta is None:  # text models and causal LMs load --pretrained in _build
+    if cfg.pretrained and facts is None:  # a family (text, causal LM) loads --pretrained in _build
         from kdfair_cli.models.weights import load_pretrained
 
         pretrained = load_pretrained(model, cfg.pretrained)
@@ -157,7 +144,7 @@ def prepare_model(cfg: TrainConfig, info: DatasetInfo, train: Split,
         model = model.to(memory_format=torch.channels_last)
     if cfg.compile:
         model.compile()  # in place: state_dict keys stay those of the plain model
-    return model, pretrained, text_meta
+    return model, pretrained, facts
 
 
 def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
@@ -188,15 +175,15 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
     dataset = open_for_training(cfg)
     info = dataset.info
     train, val, val_source = split_train_val(info, dataset, cfg)
-    model, pretrained, text_meta = prepare_model(cfg, info, train, device)
-    if text_meta is None and (norm := model_normalization(model, info.input_shape[0])) is not None:
+    model, pretrained, facts = prepare_model(cfg, info, train, device)
+    if facts is None and (norm := model_normalization(model, info.input_shape[0])) is not None:
         info = dataclasses.replace(info, mean=norm[0], std=norm[1])  # what the model was made for
     family = arch_family(cfg.arch)
     train_b, train_y = to_batches(dataset, train, info, device, model)
     val_b, val_y = to_batches(dataset, val, info, device, model)
     provenance: dict[str, Any] = {}
     evaluator: Evaluator | None = None
-    if family is not None:  # its own objective and validation (a causal LM: per learned token)
+    if family is not None and family.objective is not None:  # a causal LM: per learned token
         objective, provenance, evaluator = family.objective(cfg, model, train_b, val_b, train, device,
                                                             info.fingerprint)
     elif cfg.role == "ds":
@@ -223,19 +210,14 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
     meta = _model_meta(cfg, info, model, result, device, val_source, val_loss, val_acc, provenance)
     meta["dataset"]["open_options"] = dict(cfg.dataset_options)
     meta["pretrained"] = pretrained
-    if text_meta is None:
+    if facts is None:
         meta["arch_options"] = arch_options(cfg.arch, cfg.model_config, cfg.pretrained)
     if is_timm_arch(cfg.arch):
         meta["timm"] = describe(model)
     meta["distributed"] = env.to_json()
     write_weights = None
-    if family is not None:  # its own files (a causal LM: save_pretrained output + tokenizer)
-        write_weights = family.save(meta, model, train_b, val_b, text_meta)
-    elif text_meta is not None:  # save_pretrained output + tokenizer + model.json
-        from kdfair_cli.models.text import ARCH_FAMILY
-
-        meta.update(arch_family=ARCH_FAMILY, text=text_meta)
-        write_weights = model.write_dir
+    if family is not None:  # its own files (save_pretrained output + tokenizer)
+        write_weights = family.save(meta, model, train_b, val_b, facts)
     meta = save_model_dir(out, result.state_dict, meta, result.history, write_weights=write_weights)
     (out / STATE).unlink(missing_ok=True)
     return meta
