@@ -7,7 +7,7 @@ from kdfair_cli.data import registry
 #: A test not marked slow may spend at most this much CPU (this process, all threads) in its call
 #: phase: one that trains a model, runs a sweep or a SLURM job must carry @pytest.mark.slow, so
 #: that `pytest -m "not slow"` stays fast. CPU time, not wall time: robust to a loaded machine.
-FAST_CPU_SECONDS = 3.0
+FAST_CPU_SECONDS = 2.0
 
 
 @pytest.hookimpl(hookwrapper=True)
