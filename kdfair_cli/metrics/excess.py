@@ -30,7 +30,6 @@ import warnings
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import ndtri
 
 from kdfair_cli.metrics.group import CellCounts, class_mean, eod_from, spread
 
@@ -44,6 +43,8 @@ STRATIFY = ("label", "none")
 def normal_scores(n_draws: int, n_groups: int, num_classes: int) -> np.ndarray:
     """Fixed N(0, 1) scores [n_draws, 3, G, C] (selection, TPR, FPR): a Latin hypercube per
     column (each column holds every stratum (i + 1/2) / n_draws once, in its own order)."""
+    from scipy.special import ndtri  # here, not at import: scipy adds to every command's start-up
+
     rng = np.random.default_rng(FLOOR_SEED)
     shape = (3, n_groups, num_classes)
     order = rng.permuted(np.broadcast_to(np.arange(n_draws)[:, None], (n_draws, int(np.prod(shape)))),
