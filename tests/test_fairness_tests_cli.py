@@ -274,6 +274,7 @@ def test_versus_excess_matches_paired_group_and_leads_the_output(files):
         assert doc[f"delta_excess_{key}_ci"] == pytest.approx(list(r.ci))
     keys = list(doc)
     assert keys.index("delta_excess_dpd") < keys.index("delta_dpd")
+    assert "differ also when only the accuracy does" in doc["delta_raw_note"]
     text = " ".join(run("group-fairness", files["a0"], "--versus", files["b0"], "--null", 50,
                         "--bootstrap", 50).output.split())
     assert text.index("excess over each model's floor") < text.index("raw: ΔDPD")

@@ -33,6 +33,11 @@ TESTED = ("dpd", "eod")
 SUMMARY_KEYS = ("dpd", "eod", "tpr_diff", "fpr_diff")
 #: What --versus compares: the excess (metric minus its own floor) first, then the raw values.
 COMPARED = ("excess_dpd", "excess_eod", "dpd", "eod")
+#: What the raw delta_dpd / delta_eod of --versus mean (JSON `delta_raw_note`).
+RAW_DELTA_NOTE = ("delta_dpd and delta_eod compare the raw values: a less accurate model has a "
+                  "higher noise floor, so they differ also when only the accuracy does; "
+                  "delta_excess_dpd and delta_excess_eod compare the disparity beyond each "
+                  "model's floor")
 #: Why the unconditional null gives EOD no p-value (JSON `eod_p_note`, the human output).
 UNCONDITIONAL_EOD_NOTE = ("no EOD p under the unconditional null: permuting the attribute across "
                           "labels moves the groups' base rates, which EOD conditions on, so the "
@@ -209,6 +214,7 @@ class AttributeFairness:
             out["delta_test"] = self.versus["dpd"].test
             for key in COMPARED:
                 out.update(self.versus[key].keys(key))
+            out["delta_raw_note"] = RAW_DELTA_NOTE
         return jsonable(out)
 
     def rows(self) -> dict[str, np.ndarray]:
