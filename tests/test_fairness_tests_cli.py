@@ -37,6 +37,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
                              {"color": attrs["color"][:-5]}, meta)
     out["other_ids"] = write_run(tmp / "other_ids.parquet", label, logits_for(label, C, 0.9, rng), attrs,
                                  meta, sample_id=np.arange(N) + 7)
+    out["more_classes"] = write_run(tmp / "more_classes.parquet", label, logits_for(label, C + 1, 0.9, rng),
+                                    attrs, meta)
     return out
 
 
@@ -220,7 +222,8 @@ def test_individual_bootstrap_off_and_bad_input(files, pairs):
     assert "score_ci" not in doc and "ci_low" not in doc["files"][0]
     for args, message in ((["--bootstrap", "-1"], "--bootstrap must be >= 0"),
                           (["--versus", files["val"]], "split 'val'"),
-                          (["--versus", files["other_ids"]], "are not sample ids of")):
+                          (["--versus", files["other_ids"]], "are not sample ids of"),
+                          (["--versus", files["more_classes"]], "compares outputs over the same classes")):
         result = run("individual-fairness", files["a0"], "--pairs", pairs, *args)
         err = error_line(result)
         assert result.exit_code == 2 and message in err and err.count("\n") == 1, err

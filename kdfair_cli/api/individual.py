@@ -181,7 +181,10 @@ def individual_fairness(preds: PredictionsLike | Sequence[PredictionsLike], pair
         per_seed = None
         if pairing(len(side), len(other)) == PAIRED:
             per_seed = []
-            for i, ((_, _, ra, fa), (_, _, rb, fb)) in enumerate(zip(side, other)):
+            for i, ((pa, _, ra, fa), (pb, _, rb, fb)) in enumerate(zip(side, other)):
+                if fa.f.shape[1] != fb.f.shape[1]:
+                    raise KdfairError(f"{pb}: {fb.f.shape[1]} classes, {pa} has {fa.f.shape[1]}; "
+                                      "--versus compares outputs over the same classes")
                 mixed, ends = _mixed(fa, fb, output_distance)
                 per_seed.append(paired_individual(ra, rb, mixed=mixed, pair_samples=ends, n_perm=n_perm,
                                                   n_boot=n_boot or 1000, seed=seed + i,
