@@ -191,7 +191,7 @@ def paired_group(label: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, grou
     out = {m: _comparison(float(observed[m][0, 0]), float(observed[m][1, 0]),
                           np.concatenate(null[m]), np.concatenate(boot[m]), confidence)
            for m in GROUP_METRICS}
-    for m in observed.keys() - out.keys():
+    for m in [k for k in observed if k not in out]:  # the excess comparisons: bootstrap test
         reps = np.concatenate(boot[m])
         out[m] = _comparison(float(observed[m][0, 0]), float(observed[m][1, 0]),
                              centred(reps), reps, confidence)
