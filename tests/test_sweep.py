@@ -223,7 +223,8 @@ def test_second_run_does_nothing_deleted_output_reruns_only_that_cell(blobs, tmp
     assert "excess disparity" in md and "Raw EOD and DPD, for reference" in md
     assert "| Teacher | - | 2 |" in md and "| DS | 2 | 2 |" in md and "±" in md
     assert "## DS - NDS per temperature" in md and "Welch" in md
-    for name in ("group-fairness.png", "class-bias.png", "individual-fairness.png", "table.csv", "deltas.csv"):
+    for name in ("group-fairness.png", "excess.png", "class-bias.png", "individual-fairness.png", "table.csv",
+                 "deltas.csv"):
         assert (sw / "report" / name).stat().st_size > 0
 
 

@@ -376,6 +376,31 @@ def plot_group(table: pd.DataFrame, attributes: list[str], path: Path) -> Path |
     return path
 
 
+def plot_excess(table: pd.DataFrame, attributes: list[str], path: Path) -> Path | None:
+    """T vs the excess EOD and DPD per attribute (the headline comparison's quantity), with the
+    teacher's and the NDS's as reference lines and 0 (a group-blind model) marked."""
+    import matplotlib.pyplot as plt
+
+    shown = [a for a in attributes if f"eod_{a}_excess_mean" in table and table[f"eod_{a}_excess_mean"].notna().any()]
+    if not shown:
+        return None
+    fig, axes = plt.subplots(len(shown), 2, figsize=(9, 3.2 * len(shown)), squeeze=False,
+                             layout="constrained")
+    for i, attr in enumerate(shown):
+        for j, kind in enumerate(("eod", "dpd")):
+            ax, metric = axes[i][j], f"{kind}_{attr}_excess"
+            ax.axhline(0, color="black", linewidth=0.8)
+            _ds_line(ax, table, metric)
+            _ref_lines(ax, table, metric)
+            ax.set_xlabel("temperature T")
+            ax.set_ylabel(f"{kind.upper()} minus its floor (pp)")
+            ax.set_title(f"excess {kind.upper()}, attribute {attr}")
+            ax.legend(fontsize=8)
+    fig.suptitle("Disparity beyond what each model's accuracy implies")
+    save_figure(fig, path)
+    return path
+
+
 def plot_classes(table: pd.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
@@ -472,6 +497,7 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
     write_text_atomic(out / "table.md", title + markdown)
     paths["markdown"] = out / "table.md"
     for name, fn in (("group_fairness_plot", lambda p: plot_group(table, doc.get("group_attributes", []), p)),
+                     ("excess_plot", lambda p: plot_excess(table, doc.get("group_attributes", []), p)),
                      ("class_bias_plot", lambda p: plot_classes(table, p)),
                      ("individual_fairness_plot", lambda p: plot_individual(table, p))):
         p = fn(out / f"{name.replace('_plot', '').replace('_', '-')}.png")
