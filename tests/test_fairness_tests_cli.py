@@ -37,6 +37,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
                              {"color": attrs["color"][:-5]}, meta)
     out["other_ids"] = write_run(tmp / "other_ids.parquet", label, logits_for(label, C, 0.9, rng), attrs,
                                  meta, sample_id=np.arange(N) + 7)
+    out["more_classes"] = write_run(tmp / "more_classes.parquet", label, logits_for(label, C + 1, 0.9, rng),
+                                    attrs, meta)
     return out
 
 
@@ -187,6 +189,7 @@ def _pair_ratios(pred_path: Path, pairs_path: Path) -> np.ndarray:
 
 
 def test_individual_interval_and_versus_match_direct_calls(files, pairs):
+    from kdfair_cli.metrics.individual import softmax
     from kdfair_cli.metrics.paired import mean_interval, paired_individual
 
     doc = _json("individual-fairness", files["a0"], "--pairs", pairs, "--versus", files["b0"],
@@ -198,7 +201,16 @@ def test_individual_interval_and_versus_match_direct_calls(files, pairs):
     assert doc["score"] == pytest.approx(ra.mean())
     assert [doc["files"][0]["ci_low"], doc["files"][0]["ci_high"]] == pytest.approx(list(iv.ci))
     assert doc["score_ci"] == pytest.approx(list(iv.ci))
-    ref = paired_individual(ra, rb, n_perm=300, n_boot=200, seed=7)
+    # The per-sample swap: each pair's ratio with one end's output taken from the other model.
+    fa, fb = (softmax(api.read_predictions(str(files[k])).logits) for k in ("a0", "b0"))
+    ps = api.read_pair_set(str(pairs))
+    ok = ps.distance > 0
+    a, b, d = ps.sample_id_a[ok], ps.sample_id_b[ok], ps.distance[ok]
+    tv = lambda x, y: np.abs(x - y).sum(axis=1) / 2  # noqa: E731
+    mixed = (tv(fb[a], fa[b]) - tv(fa[a], fb[b])) / d
+    ends = np.unique(np.concatenate([a, b]), return_inverse=True)[1].reshape(2, -1)
+    ref = paired_individual(ra, rb, mixed=mixed, pair_samples=(ends[0], ends[1]), n_perm=300,
+                            n_boot=200, seed=7)
     assert doc["delta_score"] == pytest.approx(ra.mean() - rb.mean())
     assert doc["delta_score_p"] == pytest.approx(ref.p)
     assert doc["delta_score_ci"] == pytest.approx(list(ref.ci))
@@ -210,7 +222,68 @@ def test_individual_bootstrap_off_and_bad_input(files, pairs):
     assert "score_ci" not in doc and "ci_low" not in doc["files"][0]
     for args, message in ((["--bootstrap", "-1"], "--bootstrap must be >= 0"),
                           (["--versus", files["val"]], "split 'val'"),
-                          (["--versus", files["other_ids"]], "are not sample ids of")):
+                          (["--versus", files["other_ids"]], "are not sample ids of"),
+                          (["--versus", files["more_classes"]], "compares outputs over the same classes")):
         result = run("individual-fairness", files["a0"], "--pairs", pairs, *args)
         err = error_line(result)
         assert result.exit_code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_excess_keys_are_value_minus_floor_per_file_and_mean(files):
+    from kdfair_cli.metrics.excess import floor_from_cells
+
+    doc = _json("group-fairness", files["a0"], files["a1"], "--null", 0)["color"]
+    ex = []
+    for i, path in enumerate((files["a0"], files["a1"])):
+        p, codes, groups = _arrays(path)
+        res = group_fairness(p.label, p.pred, codes, groups, C)
+        f = floor_from_cells(res.cells, res.classes)
+        row = doc["files"][i]
+        assert row["eod_floor"] == pytest.approx(f["eod"][0])
+        assert row["eod_excess"] == pytest.approx(res.eod - f["eod"][0])
+        assert row["dpd_excess"] == pytest.approx(res.dpd - f["dpd"][0])
+        ex.append(row["eod_excess"])
+    assert doc["eod_excess"] == pytest.approx(np.mean(ex))
+    assert doc["eod_excess_std"] == pytest.approx(np.std(ex, ddof=1))
+    unc = _json("group-fairness", files["a0"], "--null-permutation", "unconditional", "--null", 50)["color"]
+    p, codes, groups = _arrays(files["a0"])
+    res = group_fairness(p.label, p.pred, codes, groups, C)
+    assert unc["dpd_floor"] == pytest.approx(floor_from_cells(res.cells, res.classes, stratify="none")["dpd"][0])
+
+
+def test_unconditional_null_gives_eod_no_p_and_says_why(files):
+    doc = _json("group-fairness", files["a0"], "--null", 100, "--null-permutation", "unconditional")["color"]
+    assert doc["eod_p"] is None and "base rates" in doc["eod_p_note"]
+    assert doc["files"][0]["eod_p"] is None and doc["per_class"][0]["eod_p"] is None
+    assert doc["dpd_p"] is not None and "dpd_p_note" not in doc
+    out = run("group-fairness", files["a0"], "--null", 100, "--null-permutation", "unconditional").output
+    assert "no EOD p under the unconditional null" in " ".join(out.split())
+    within = _json("group-fairness", files["a0"], "--null", 100)["color"]
+    assert within["eod_p"] is not None and "eod_p_note" not in within
+
+
+def test_versus_excess_matches_paired_group_and_leads_the_output(files):
+    doc = _json("group-fairness", files["a0"], "--versus", files["b0_shuffled"], "--null", 100,
+                "--bootstrap", 120, "--seed", 4)["color"]
+    a, codes, groups = _arrays(files["a0"])
+    b, _, _ = _arrays(files["b0_shuffled"])
+    ref = paired_group(a.label, a.pred, b.pred[np.argsort(b.sample_id)], codes, len(groups), C,
+                       np.arange(C), n_perm=100, n_boot=120, seed=4)
+    for key in ("dpd", "eod"):
+        r = ref[f"excess_{key}"]
+        assert doc[f"delta_excess_{key}"] == pytest.approx(r.delta)
+        assert doc[f"delta_excess_{key}"] == pytest.approx(doc["files"][0][f"{key}_excess"] - r.b)
+        assert doc[f"delta_excess_{key}_p"] == pytest.approx(r.p)
+        assert doc[f"delta_excess_{key}_ci"] == pytest.approx(list(r.ci))
+    keys = list(doc)
+    assert keys.index("delta_excess_dpd") < keys.index("delta_dpd")
+    assert "differ also when only the accuracy does" in doc["delta_raw_note"]
+    text = " ".join(run("group-fairness", files["a0"], "--versus", files["b0"], "--null", 50,
+                        "--bootstrap", 50).output.split())
+    assert text.index("excess over each model's floor") < text.index("raw: ΔDPD")
+    # several seeds a side, unmatched: Welch over the per-seed excess values
+    doc = api.group_fairness([str(files[f"a{i}"]) for i in range(3)],
+                             versus=[str(files[f"b{i}"]) for i in range(2)], null=0).to_dict()["color"]
+    eb = [api.group_fairness(str(files[f"b{i}"]), null=0).to_dict()["color"]["eod_excess"] for i in range(2)]
+    assert doc["delta_excess_eod_p"] == pytest.approx(
+        welch_seeds([f["eod_excess"] for f in doc["files"]], eb).p)

@@ -212,10 +212,13 @@ def test_second_run_does_nothing_deleted_output_reruns_only_that_cell(blobs, tmp
     floors = ["eod_color_null_mean", "eod_color_null_q95", "eod_color_p", "dpd_color_p",
               "individual_fairness_ci_low", "individual_fairness_ci_high"]
     assert results[floors].notna().all().all() and (results["eod_color_p"] <= 1).all()
+    assert results[["eod_color_excess", "dpd_color_excess"]].notna().all().all()
     md = (sw / "report" / "table.md").read_text()
+    assert "excess disparity" in md and "Raw EOD and DPD, for reference" in md
     assert "| Teacher | - | 2 |" in md and "| DS | 2 | 2 |" in md and "±" in md
     assert "## DS - NDS per temperature" in md and "Welch" in md
-    for name in ("group-fairness.png", "class-bias.png", "individual-fairness.png", "table.csv", "deltas.csv"):
+    for name in ("group-fairness.png", "excess.png", "class-bias.png", "individual-fairness.png", "table.csv",
+                 "deltas.csv"):
         assert (sw / "report" / name).stat().st_size > 0
 
 

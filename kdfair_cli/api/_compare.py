@@ -6,6 +6,10 @@
   side, Welch's t-test over the per-seed values is reported next to it (`welch_p`).
 - Different numbers of files, >= 2 a side: only Welch's t-test over the per-seed values; no
   interval.
+
+The excess comparisons of group fairness combine the same way; their per-seed "null" is the
+centred paired bootstrap (metrics.paired.paired_group), so the combined test is a bootstrap
+test of the mean over seeds.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.align import check_same_source, same_samples, source_of
 from kdfair_cli.io.predictions import Predictions
 from kdfair_cli.jsonable import jsonable
+from kdfair_cli.metrics.excess import floor_from_cells
 from kdfair_cli.metrics.group import GroupFairness, bootstrap, encode_groups, percentile_ci
 from kdfair_cli.metrics.group import group_fairness as _group_fairness
 from kdfair_cli.metrics.null import NullDraws, NullTest, null_draws, null_test
@@ -30,6 +31,18 @@ TESTED = ("dpd", "eod")
 
 #: The headline values, each reported as the mean (and std) over files.
 SUMMARY_KEYS = ("dpd", "eod", "tpr_diff", "fpr_diff")
+#: What --versus compares: the excess (metric minus its own floor) first, then the raw values.
+COMPARED = ("excess_dpd", "excess_eod", "dpd", "eod")
+#: What the raw delta_dpd / delta_eod of --versus mean (JSON `delta_raw_note`).
+RAW_DELTA_NOTE = ("delta_dpd and delta_eod compare the raw values: a less accurate model has a "
+                  "higher noise floor, so they differ also when only the accuracy does; "
+                  "delta_excess_dpd and delta_excess_eod compare the disparity beyond each "
+                  "model's floor")
+#: Why the unconditional null gives EOD no p-value (JSON `eod_p_note`, the human output).
+UNCONDITIONAL_EOD_NOTE = ("no EOD p under the unconditional null: permuting the attribute across "
+                          "labels moves the groups' base rates, which EOD conditions on, so the "
+                          "test is not valid when base rates differ; use --null-permutation "
+                          "within-label")
 
 
 def _group_records(res: GroupFairness) -> list[dict]:
@@ -63,7 +76,8 @@ class AttributeFairness:
     seed: int = 0
     null: list[NullDraws] | None = None  # per file (file i drawn with seed + i)
     versus_paths: list[str] | None = None
-    versus: dict[str, SideComparison] | None = None  # "dpd", "eod": A (paths) minus B (versus_paths)
+    versus: dict[str, SideComparison] | None = None  # COMPARED keys: A (paths) minus B (versus_paths)
+    floors: list[dict[str, float]] = field(default_factory=list)  # per file: "dpd", "eod" floor means
     summary: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +85,18 @@ class AttributeFairness:
         for key in SUMMARY_KEYS:
             self.summary[key], self.summary[key + "_std"] = mean_std(
                 [getattr(r, key) for r in self.results])
+        for key in TESTED if self.floors else ():
+            self.summary[key + "_floor"] = mean_std([f[key] for f in self.floors])[0]
+            self.summary[key + "_excess"], self.summary[key + "_excess_std"] = mean_std(
+                [self.excess(i, key) for i in range(len(self.results))])
+
+    def excess(self, i: int, key: str) -> float:
+        """File i's DPD or EOD minus its floor (metrics.excess)."""
+        return getattr(self.results[i], key) - self.floors[i][key]
+
+    def p_valid(self, key: str) -> bool:
+        """Whether the null's p of `key` is a valid test (not EOD under the unconditional null)."""
+        return not (key == "eod" and self.null_permutation == "unconditional")
 
     @property
     def binary(self) -> bool:
@@ -119,7 +145,7 @@ class AttributeFairness:
         lines = []
         for key in TESTED:
             t = self.floor(key)
-            if t is not None and not np.isnan(t.p) and t.p > FLOOR_ALPHA:
+            if t is not None and self.p_valid(key) and not np.isnan(t.p) and t.p > FLOOR_ALPHA:
                 lines.append(f"{key.upper()} {100 * t.observed:.1f}% is within the noise floor (null "
                              f"mean {100 * t.null_mean:.1f}%, p = {t.p:.2f}): no evidence of disparity")
         return lines
@@ -128,8 +154,21 @@ class AttributeFairness:
         if test is None:
             return {}
         pick = (lambda v: v) if i is None else (lambda v: v[i])  # noqa: E731
-        return {f"{key}_null_mean": pick(test.null_mean), f"{key}_null_q95": pick(test.null_q95),
-                f"{key}_p": pick(test.p)}
+        out = {f"{key}_null_mean": pick(test.null_mean), f"{key}_null_q95": pick(test.null_q95),
+               f"{key}_p": pick(test.p) if self.p_valid(key) else None}
+        if not self.p_valid(key):
+            out[f"{key}_p_note"] = UNCONDITIONAL_EOD_NOTE
+        return out
+
+    def _excess_keys(self, i: int | None = None) -> dict[str, Any]:
+        """{dpd,eod}_floor and {dpd,eod}_excess of file i, or of the mean over files."""
+        if not self.floors:
+            return {}
+        if i is None:
+            return {f"{key}_{what}": self.summary[f"{key}_{what}"]
+                    for key in TESTED for what in ("floor", "excess")}
+        return {k: v for key in TESTED
+                for k, v in ((f"{key}_floor", self.floors[i][key]), (f"{key}_excess", self.excess(i, key)))}
 
     def to_dict(self) -> dict[str, Any]:
         first = self.results[0]
@@ -141,6 +180,7 @@ class AttributeFairness:
             "task": "binary" if self.binary else "multiclass",
             "positive_class": int(first.classes[0]) if self.binary else None,
         }
+        out.update(self._excess_keys())
         if len(self.results) == 1:
             out["groups"] = _group_records(first)
         out.update({
@@ -150,6 +190,8 @@ class AttributeFairness:
             "files": files,
             "warnings": self.warnings,
         })
+        for i, f in enumerate(files):
+            f.update(self._excess_keys(i))
         if self.boot is not None:
             out["ci"] = self.ci()
             for f, rep in zip(files, self.boot):
@@ -170,8 +212,9 @@ class AttributeFairness:
         if self.versus is not None:
             out["versus"] = self.versus_paths
             out["delta_test"] = self.versus["dpd"].test
-            for key in TESTED:
+            for key in COMPARED:
                 out.update(self.versus[key].keys(key))
+            out["delta_raw_note"] = RAW_DELTA_NOTE
         return jsonable(out)
 
     def rows(self) -> dict[str, np.ndarray]:
@@ -260,11 +303,23 @@ def _aligned(runs: list[Predictions], others: list[Predictions]) -> list[Predict
     return out
 
 
+def _floors(results: list[GroupFairness], eod_agg: str, stratify: str) -> list[dict[str, float]]:
+    """Each file's DPD and EOD floor means (metrics.excess)."""
+    return [{k: float(v[0]) for k, v in floor_from_cells(r.cells, r.classes, eod_agg=eod_agg,
+                                                         stratify=stratify).items()}
+            for r in results]
+
+
 def _versus(name: str, runs: list[Predictions], others: list[Predictions], a_res: list[GroupFairness],
             positive_class: int, eod_agg: str, n_perm: int, n_boot: int, confidence: float,
-            seed: int) -> dict[str, SideComparison]:
-    """ΔDPD and ΔEOD of A (runs) minus B (others), attribute `name` as A's files record it."""
+            seed: int, a_floors: list[dict[str, float]], stratify: str) -> dict[str, SideComparison]:
+    """Δ (A minus B) of the excess and the raw DPD and EOD, attribute `name` as A's files record it."""
     b_res = [_evaluate(o, name, positive_class, eod_agg, 0, 0)[0] for o in others]
+    b_floors = _floors(b_res, eod_agg, stratify)
+    values = {key: ([getattr(r, key) for r in a_res], [getattr(r, key) for r in b_res]) for key in TESTED}
+    values.update({f"excess_{key}": ([getattr(r, key) - f[key] for r, f in zip(a_res, a_floors)],
+                                     [getattr(r, key) - f[key] for r, f in zip(b_res, b_floors)])
+                   for key in TESTED})
     per_seed = None
     if pairing(len(runs), len(others)) == PAIRED:
         per_seed = []
@@ -273,10 +328,10 @@ def _versus(name: str, runs: list[Predictions], others: list[Predictions], a_res
             rows = same_samples(pa.sample_id, pb.sample_id, ref=pa.path, other=pb.path)
             per_seed.append(paired_group(pa.label, pa.pred, pb.pred[rows], codes, len(groups),
                                          pa.num_classes, ra.classes, n_perm=n_perm, n_boot=n_boot,
-                                         seed=seed + i, eod_agg=eod_agg, confidence=confidence))
-    return {key: compare([getattr(r, key) for r in a_res], [getattr(r, key) for r in b_res],
-                         [c[key] for c in per_seed] if per_seed is not None else None)
-            for key in TESTED}
+                                         seed=seed + i, eod_agg=eod_agg, confidence=confidence,
+                                         stratify=stratify))
+    return {key: compare(*values[key], [c[key] for c in per_seed] if per_seed is not None else None)
+            for key in COMPARED}
 
 
 def group_fairness(preds: PredictionsLike | Sequence[PredictionsLike], attributes: Sequence[str] | None = None,
@@ -291,10 +346,14 @@ def group_fairness(preds: PredictionsLike | Sequence[PredictionsLike], attribute
     `preds` is a path, DataFrame or dict of arrays, or a list of them; `attributes` defaults to
     every attr_* column. With n_boot > 0, percentile bootstrap intervals (file i uses seed + i).
     `null` draws (0 = none) give each DPD and EOD its noise floor and one-sided p under the
-    `null_permutation` ("within-label": Ŷ ⊥ A | Y, or "unconditional": Ŷ ⊥ A); `versus`
-    (other predictions of the same samples) adds ΔDPD and ΔEOD, A minus B, with a paired
-    permutation test of `null` (or 1000) draws and a bootstrap interval of n_boot (or 1000)
-    replicates. See docs/metrics.md.
+    `null_permutation` ("within-label": Ŷ ⊥ A | Y, or "unconditional": Ŷ ⊥ A; EOD gets no p
+    under the latter). Every DPD and EOD also gets its excess: the value minus its floor mean,
+    the expected value of a model with the same per-label confusion that ignores the group
+    (metrics.excess; the DPD floor stratified as `null_permutation`). `versus` (other
+    predictions of the same samples) adds, A minus B, the difference of the excesses (paired
+    bootstrap that recomputes both floors, n_boot or 1000 replicates: valid when A and B differ
+    in accuracy) and of the raw DPD and EOD (paired permutation test of `null` or 1000 draws
+    and a bootstrap interval). See docs/metrics.md.
     """
     if n_boot < 0:
         raise KdfairError(f"--bootstrap must be >= 0, got {n_boot}")
@@ -327,6 +386,8 @@ def group_fairness(preds: PredictionsLike | Sequence[PredictionsLike], attribute
                      for i, p in enumerate(runs)]
         results = [r for r, _ in evaluated]
         warnings = sorted({f"{p.path}: {w}" for p, r in zip(runs, results) for w in r.warnings})
+        stratify = NULL_PERMUTATIONS[null_permutation]
+        floors = _floors(results, eod_agg, stratify)
         draws = None
         if null:
             draws = [null_draws(r.cells, r.classes, n_draws=null, seed=seed + i, eod_agg=eod_agg,
@@ -335,9 +396,9 @@ def group_fairness(preds: PredictionsLike | Sequence[PredictionsLike], attribute
         cmp = None
         if others is not None:
             cmp = _versus(name, runs, others, results, positive_class, eod_agg, null or 1000,
-                          n_boot or 1000, confidence, seed)
+                          n_boot or 1000, confidence, seed, floors, stratify)
         out[name] = AttributeFairness(
             name, [p.path for p in runs], results, ref.class_names, eod_agg, warnings,
             [rep for _, rep in evaluated] if n_boot else None, confidence, n_boot, seed, draws,
-            [o.path for o in others] if others is not None else None, cmp)
+            [o.path for o in others] if others is not None else None, cmp, floors)
     return GroupFairnessResult(out)

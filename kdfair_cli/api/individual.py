@@ -17,8 +17,8 @@ from kdfair_cli.io.pairs_file import PairSet
 from kdfair_cli.io.predictions import Predictions
 from kdfair_cli.jsonable import jsonable
 from kdfair_cli.metrics.group import percentile_ci
-from kdfair_cli.metrics.individual import (IndividualFairness, onehot, pair_ratios, softmax,
-                                           summarise_ratios)
+from kdfair_cli.metrics.individual import (IndividualFairness, onehot, output_distance, pair_ratios,
+                                           softmax, summarise_ratios)
 from kdfair_cli.metrics.paired import Interval, mean_interval, paired_individual
 
 #: The per-file values, in the order of the JSON `files` rows and the `-o` table.
@@ -94,9 +94,35 @@ class IndividualFairnessResult:
         return out
 
 
+@dataclass
+class _Outputs:
+    """f of one predictions set on the samples of the pair set, and where each used pair's ends
+    are among them: what a per-sample swap of two models' outputs needs."""
+
+    f: np.ndarray  # [S, K] one row per sample in some pair
+    ids: np.ndarray  # [S] their sample ids
+    a: np.ndarray  # [P] row of f of each used pair's first end
+    b: np.ndarray  # [P]
+    distance: np.ndarray  # [P] input distance of each used pair (> 0)
+
+
+def _mixed(x: _Outputs, y: _Outputs, metric: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Per used pair, the ratio with end a's output from y and b's from x minus the ratio with
+    a's from x and b's from y; and the pairs' ends as rows of x (paired_individual's inputs)."""
+    rows = rows_for_ids(y.ids, x.ids, have="the --versus pair rows", want="the pair rows")
+    fy = y.f[rows]  # y's outputs in x's sample order
+    step = max(1, (1 << 24) // max(x.f.shape[1], 1))  # rows per block, as pair_ratios
+    mixed = np.concatenate([
+        output_distance(fy[x.a[s:s + step]], x.f[x.b[s:s + step]], metric)
+        - output_distance(x.f[x.a[s:s + step]], fy[x.b[s:s + step]], metric)
+        for s in range(0, x.a.size, step)] or [np.empty(0)])
+    return mixed / x.distance, (x.a, x.b)
+
+
 def _ratios(source: Any, i: int, what: str, pair_set: PairSet, temperature: float, output_distance: str,
-            model_output: str, cols: dict[str, str]) -> tuple[str, IndividualFairness, np.ndarray]:
-    """One predictions set's per-pair ratios (pairs at distance > 0, in pair order) and summary."""
+            model_output: str, cols: dict[str, str]) -> tuple[str, IndividualFairness, np.ndarray, _Outputs]:
+    """One predictions set's per-pair ratios (pairs at distance > 0, in pair order), summary and
+    outputs."""
     p = read_predictions(source, name=f"{what}[{i}]", **cols, with_logits=model_output == "probs")
     if model_output == "probs" and p.logits is None:
         raise KdfairError(f"{p.path}: no '{cols['logits_col']}' or logit_<k> columns, so no "
@@ -105,9 +131,11 @@ def _ratios(source: Any, i: int, what: str, pair_set: PairSet, temperature: floa
     used = np.union1d(a, b)  # f only for the rows in some pair
     f = (softmax(p.logits[used], temperature) if model_output == "probs"
          else onehot(p.pred[used], p.num_classes))
-    ratio, dout, kept = pair_ratios(f, np.searchsorted(used, a), np.searchsorted(used, b),
-                                    pair_set.distance, output_distance)
-    return p.path, summarise_ratios(ratio, dout, kept), ratio
+    ia, ib = np.searchsorted(used, a), np.searchsorted(used, b)
+    ratio, dout, kept = pair_ratios(f, ia, ib, pair_set.distance, output_distance)
+    outputs = _Outputs(f, p.sample_id[used], ia[kept], ib[kept],
+                       np.asarray(pair_set.distance, dtype=np.float64)[kept])
+    return p.path, summarise_ratios(ratio, dout, kept), ratio, outputs
 
 
 def individual_fairness(preds: PredictionsLike | Sequence[PredictionsLike], pairs: Any, *,
@@ -121,8 +149,9 @@ def individual_fairness(preds: PredictionsLike | Sequence[PredictionsLike], pair
     `pairs` is a pair file, a PairSet, or a DataFrame with sample_id_a, sample_id_b, distance.
     f is softmax(logits / temperature) (model_output="probs") or the one-hot prediction.
     n_boot > 0: a bootstrap-over-pairs interval per file (file i: seed + i) and of the mean.
-    `versus` (model B) adds I(A) - I(B) on the same pairs: a sign-flip permutation test of the
-    per-pair differences (n_perm draws) and a bootstrap interval (n_boot, or 1000, replicates);
+    `versus` (model B) adds I(A) - I(B) on the same pairs: a permutation test that swaps the two
+    models' outputs per sample, in every pair the sample is in (n_perm draws), and a bootstrap
+    clustered by sample (n_boot, or 1000, replicates), both valid when pairs share samples;
     several files a side are combined as in group_fairness (docs/metrics.md).
     """
     if temperature <= 0:
@@ -144,18 +173,24 @@ def individual_fairness(preds: PredictionsLike | Sequence[PredictionsLike], pair
     intervals = None
     if n_boot:
         intervals = [mean_interval(r, n_boot=n_boot, seed=seed + i, confidence=confidence)
-                     for i, (_, _, r) in enumerate(side)]
+                     for i, (_, _, r, _) in enumerate(side)]
     cmp, other_paths = None, None
     if versus is not None:
         other = [_ratios(s, i, "versus", pair_set, temperature, output_distance, model_output, cols)
                  for i, s in enumerate(as_sources(versus))]
         per_seed = None
         if pairing(len(side), len(other)) == PAIRED:
-            per_seed = [paired_individual(ra, rb, n_perm=n_perm, n_boot=n_boot or 1000, seed=seed + i,
-                                          confidence=confidence)
-                        for i, ((_, _, ra), (_, _, rb)) in enumerate(zip(side, other))]
-        cmp = compare([r.score for _, r, _ in side], [r.score for _, r, _ in other], per_seed)
-        other_paths = [path for path, _, _ in other]
-    return IndividualFairnessResult([path for path, _, _ in side], [r for _, r, _ in side], pair_set,
+            per_seed = []
+            for i, ((pa, _, ra, fa), (pb, _, rb, fb)) in enumerate(zip(side, other)):
+                if fa.f.shape[1] != fb.f.shape[1]:
+                    raise KdfairError(f"{pb}: {fb.f.shape[1]} classes, {pa} has {fa.f.shape[1]}; "
+                                      "--versus compares outputs over the same classes")
+                mixed, ends = _mixed(fa, fb, output_distance)
+                per_seed.append(paired_individual(ra, rb, mixed=mixed, pair_samples=ends, n_perm=n_perm,
+                                                  n_boot=n_boot or 1000, seed=seed + i,
+                                                  confidence=confidence))
+        cmp = compare([r.score for _, r, _, _ in side], [r.score for _, r, _, _ in other], per_seed)
+        other_paths = [path for path, _, _, _ in other]
+    return IndividualFairnessResult([path for path, _, _, _ in side], [r for _, r, _, _ in side], pair_set,
                                     temperature, output_distance, model_output, intervals, n_boot,
                                     seed, other_paths, cmp)

@@ -23,11 +23,13 @@ def make_pairs(out: Path, *, dataset: str, data: Path, split: str, source: str, 
 
 #: The statistics of a fair-<model> cell: part of its hash, so changing them reruns exactly the
 #: analysis cells. null: draws of the noise floor (within-label permutation); n_boot: bootstrap
-#: replicates of the individual-fairness interval; seed: of both.
-TESTS: dict[str, Any] = {"null": 1000, "null_permutation": "within-label", "n_boot": 1000, "seed": 0}
+#: replicates of the individual-fairness interval; seed: of both; excess: the version of the
+#: excess disparity's floor (metrics.excess), so that sweeps made before it redo their fair cells.
+TESTS: dict[str, Any] = {"null": 1000, "null_permutation": "within-label", "n_boot": 1000, "seed": 0,
+                         "excess": 1}
 #: The keys of `group-fairness --json` a fair cell keeps per attribute (fractions; p as is).
 GROUP_KEYS = ("eod", "dpd", "eod_null_mean", "eod_null_q95", "eod_p", "dpd_null_mean",
-              "dpd_null_q95", "dpd_p")
+              "dpd_null_q95", "dpd_p", "eod_floor", "eod_excess", "dpd_floor", "dpd_excess")
 
 
 def group_fairness(preds: Path, attributes: list[str], tests: dict[str, Any]) -> dict[str, dict[str, float]]:

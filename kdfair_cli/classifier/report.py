@@ -3,9 +3,13 @@
 Everything is computed from the per-cell outputs (cells/<id>/metrics.json), so the report can be
 rebuilt at any time, also while cells still run (missing cells are left out and counted).
 Metrics in percent: accuracy, EOD, DPD; individual fairness as the raw score (lower is fairer).
-Each EOD and DPD comes with its noise floor (null mean, null 95th percentile, p) per model and
-seed; per temperature, DS minus NDS is tested across seeds (Welch's t-test, Holm-adjusted over
-the report's tests). See docs/sweep.md.
+Each EOD and DPD comes with its noise floor (null mean, null 95th percentile, p) and its excess
+(the value minus the floor mean of a group-blind model with the same confusion, metrics.excess)
+per model and seed. Per temperature, DS minus NDS is tested across seeds (Welch's t-test) on
+the excess EOD and DPD and on IF, Holm-adjusted over those tests: the headline, since the raw
+EOD/DPD also differ when only the accuracy does. The raw differences follow in their own table.
+A sweep whose fair- cells predate the excess shows none: `kdfair sweep run SPEC -o DIR` redoes
+exactly those cells (their hash covers the statistics' settings). See docs/sweep.md.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class Report:
     markdown: str
     paths: dict[str, Path]
     missing: list[str]
-    deltas: pd.DataFrame
+    deltas: pd.DataFrame  # family "excess" (the headline: excess EOD/DPD and IF) and "raw"
     conclusions: list[str]
 
 
@@ -104,6 +108,8 @@ def collect(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, A
             row[f"eod_{attr}"] = 100.0 * g["eod"] if "eod" in g else math.nan
             row[f"dpd_{attr}"] = 100.0 * g["dpd"] if "dpd" in g else math.nan
             for kind in ("eod", "dpd"):
+                v = g.get(f"{kind}_excess")
+                row[f"{kind}_{attr}_excess"] = 100.0 * v if v is not None else math.nan
                 for key in ("null_mean", "null_q95"):
                     v = g.get(f"{kind}_{key}")
                     row[f"{kind}_{attr}_{key}"] = 100.0 * v if v is not None else math.nan
@@ -160,6 +166,8 @@ def _heading(metric: str) -> str:
         return "acc"
     if metric == "val_accuracy":
         return "val acc"
+    if metric.startswith(("eod_", "dpd_")) and metric.endswith("_excess"):
+        return f"{metric[:3].upper()} {metric[4:].removesuffix('_excess')} excess"
     if metric.startswith(("eod_", "dpd_")):
         return f"{metric[:3].upper()} {metric[4:]}"
     return {"individual_fairness": "IF", "n_tc": "#TC", "n_sc": "#SC", "n_classes": "classes"}.get(metric, metric)
@@ -180,6 +188,8 @@ def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
                 cells.append(f"{mean:.0f}")
             elif m == "individual_fairness":
                 cells.append(f"{mean:.4f} ± {std:.4f}")
+            elif m.endswith("_excess"):
+                cells.append(f"{mean:+.2f} ± {std:.2f}")
             else:
                 mark = f" {FLOOR_MARK}" if within_floor(r, m) else ""
                 cells.append(f"{mean:.2f} ± {std:.2f}{mark}")
@@ -189,28 +199,38 @@ def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
 
 # ------------------------------------------------------------------------- DS - NDS tests
 
-def delta_metrics(results: pd.DataFrame, attributes: list[str]) -> list[str]:
-    """The metrics whose DS - NDS difference is tested: EOD and DPD per attribute, then IF."""
-    wanted = [f"{k}_{a}" for a in attributes for k in ("eod", "dpd")] + ["individual_fairness"]
-    return [m for m in wanted if m in results]
+def delta_metrics(results: pd.DataFrame, attributes: list[str], family: str = "excess") -> list[str]:
+    """The metrics whose DS - NDS difference is tested. "excess" (the headline): excess EOD and
+    DPD per attribute, then IF; "raw": the raw EOD and DPD per attribute."""
+    if family == "excess":
+        wanted = [f"{k}_{a}_excess" for a in attributes for k in ("eod", "dpd")] + ["individual_fairness"]
+    else:
+        wanted = [f"{k}_{a}" for a in attributes for k in ("eod", "dpd")]
+    return [m for m in wanted if m in results and results[m].notna().any()]
 
 
 def deltas(results: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:
     """Per temperature and metric: mean(DS) - mean(NDS) over seeds, Welch's t-test over the
-    per-seed values (two-sided), and the p-value Holm-adjusted over every test of the table."""
+    per-seed values (two-sided), and the p-value Holm-adjusted within its family (the headline
+    "excess" tests, the "raw" ones)."""
+    parts = [_family_deltas(results, delta_metrics(results, attributes, f), f) for f in ("excess", "raw")]
+    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+
+
+def _family_deltas(results: pd.DataFrame, metrics: list[str], family: str) -> pd.DataFrame:
     nds = results[results["model"] == "nds"]
     rows = []
     for t, ds in results[results["model"] == "ds"].groupby("temperature", sort=True):
-        for m in delta_metrics(results, attributes):
+        for m in metrics:
             a, b = ds[m].dropna().to_numpy(), nds[m].dropna().to_numpy()
             p = welch_seeds(a, b).p if a.size >= 2 and b.size >= 2 else math.nan
-            rows.append({"temperature": float(t), "metric": m,
+            rows.append({"family": family, "temperature": float(t), "metric": m,
                          "ds_mean": float(a.mean()) if a.size else math.nan,
                          "nds_mean": float(b.mean()) if b.size else math.nan,
                          "delta": float(a.mean() - b.mean()) if a.size and b.size else math.nan,
                          "p": p, "n_ds": int(a.size), "n_nds": int(b.size)})
-    out = pd.DataFrame(rows, columns=["temperature", "metric", "ds_mean", "nds_mean", "delta", "p",
-                                      "n_ds", "n_nds"])
+    out = pd.DataFrame(rows, columns=["family", "temperature", "metric", "ds_mean", "nds_mean", "delta",
+                                      "p", "n_ds", "n_nds"])
     out["p_holm"] = adjust_pvalues(out["p"].to_numpy(), "holm") if len(out) else []
     return out
 
@@ -254,7 +274,13 @@ def conclusions(table: pd.DataFrame, d: pd.DataFrame) -> list[str]:
                    f"floor ({FLOOR_MARK} in the table): no evidence of disparity there.")
     if d.empty:
         return out
-    tested = d.dropna(subset=["p"])
+    head = d[d["family"] == "excess"]
+    if not any(m.endswith("_excess") for m in head["metric"]) and (d["family"] == "raw").any():
+        out.append("No excess EOD/DPD in this sweep (its fair- cells predate it): `kdfair sweep run "
+                   "SPEC -o DIR` redoes those cells; until then the raw values, which also differ "
+                   "when only the accuracy does, are what is compared.")
+        head = d
+    tested = head.dropna(subset=["p"])
     if tested.empty:
         out.append("DS vs NDS: fewer than 2 seeds a side, so no test across seeds.")
         return out
@@ -264,7 +290,11 @@ def conclusions(table: pd.DataFrame, d: pd.DataFrame) -> list[str]:
         unit = "" if r["metric"] == "individual_fairness" else " pp"
         digits = 4 if r["metric"] == "individual_fairness" else 1
         direction = "lower" if r["delta"] < 0 else "higher"
+        fairer = "fairer" if r["delta"] < 0 else "less fair"
         out.append(f"Significant: DS at T = {r['temperature']:g} has {direction} {_heading(r['metric'])} than "
+                   f"NDS ({r['delta']:+.{digits}f}{unit}, p = {r['p']:.3g}, Holm {r['p_holm']:.3g}): "
+                   f"{fairer} beyond what its accuracy implies." if r["metric"].endswith("_excess") else
+                   f"Significant: DS at T = {r['temperature']:g} has {direction} {_heading(r['metric'])} than "
                    f"NDS ({r['delta']:+.{digits}f}{unit}, p = {r['p']:.3g}, Holm {r['p_holm']:.3g}).")
     rest = len(tested) - len(sig)
     if rest:
@@ -346,6 +376,31 @@ def plot_group(table: pd.DataFrame, attributes: list[str], path: Path) -> Path |
     return path
 
 
+def plot_excess(table: pd.DataFrame, attributes: list[str], path: Path) -> Path | None:
+    """T vs the excess EOD and DPD per attribute (the headline comparison's quantity), with the
+    teacher's and the NDS's as reference lines and 0 (a group-blind model) marked."""
+    import matplotlib.pyplot as plt
+
+    shown = [a for a in attributes if f"eod_{a}_excess_mean" in table and table[f"eod_{a}_excess_mean"].notna().any()]
+    if not shown:
+        return None
+    fig, axes = plt.subplots(len(shown), 2, figsize=(9, 3.2 * len(shown)), squeeze=False,
+                             layout="constrained")
+    for i, attr in enumerate(shown):
+        for j, kind in enumerate(("eod", "dpd")):
+            ax, metric = axes[i][j], f"{kind}_{attr}_excess"
+            ax.axhline(0, color="black", linewidth=0.8)
+            _ds_line(ax, table, metric)
+            _ref_lines(ax, table, metric)
+            ax.set_xlabel("temperature T")
+            ax.set_ylabel(f"{kind.upper()} minus its floor (pp)")
+            ax.set_title(f"excess {kind.upper()}, attribute {attr}")
+            ax.legend(fontsize=8)
+    fig.suptitle("Disparity beyond what each model's accuracy implies")
+    save_figure(fig, path)
+    return path
+
+
 def plot_classes(table: pd.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
@@ -420,11 +475,19 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
     attributes = doc.get("group_attributes", [])
     delta = deltas(results, attributes)
     said = conclusions(table, delta)
-    if not delta.empty:
-        markdown += ("\n## DS - NDS per temperature\n\nΔ = mean over seeds of DS minus NDS (EOD, DPD in "
-                     "percentage points); p: Welch's t-test over the per-seed values; * = significant "
-                     f"after Holm's correction over the {int(delta['p'].notna().sum())} tests "
-                     f"(p < {ALPHA:g}).\n\n" + deltas_markdown(delta))
+    head, raw = (delta[delta["family"] == f] for f in ("excess", "raw"))
+    if not head.empty:
+        markdown += ("\n## DS - NDS per temperature: excess disparity\n\nΔ = mean over seeds of DS minus "
+                     "NDS of the excess EOD and DPD (each model's value minus its own floor mean: what a "
+                     "group-blind model with its confusion would show; percentage points) and of IF; "
+                     "p: Welch's t-test over the per-seed values; * = significant after Holm's "
+                     f"correction over the {int(head['p'].notna().sum())} tests (p < {ALPHA:g}).\n\n"
+                     + deltas_markdown(head))
+    if not raw.empty:
+        markdown += ("\n### Raw EOD and DPD, for reference\n\nThe same test on the raw values. A less "
+                     "accurate model has a higher floor, so these differ also when only the accuracy "
+                     "does; they are not a fairness comparison on their own. * = Holm over these "
+                     f"{int(raw['p'].notna().sum())} tests.\n\n" + deltas_markdown(raw))
     if said:
         markdown += "\n" + "\n".join(f"- {line}" for line in said) + "\n"
     paths = write_frames(out, results, table, delta)
@@ -434,6 +497,7 @@ def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
     write_text_atomic(out / "table.md", title + markdown)
     paths["markdown"] = out / "table.md"
     for name, fn in (("group_fairness_plot", lambda p: plot_group(table, doc.get("group_attributes", []), p)),
+                     ("excess_plot", lambda p: plot_excess(table, doc.get("group_attributes", []), p)),
                      ("class_bias_plot", lambda p: plot_classes(table, p)),
                      ("individual_fairness_plot", lambda p: plot_individual(table, p))):
         p = fn(out / f"{name.replace('_plot', '').replace('_', '-')}.png")

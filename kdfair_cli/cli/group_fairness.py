@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from kdfair_cli import api
-from kdfair_cli.api.group import TESTED, AttributeFairness
+from kdfair_cli.api.group import TESTED, UNCONDITIONAL_EOD_NOTE, AttributeFairness
 from kdfair_cli.cli.common import console, print_json
 from kdfair_cli.cli.metric_options import (AttrPrefix, IdCol, JsonFlag, LabelCol, OutPath, PredCol,
                                            fmt, reflow, write_records)
@@ -57,7 +57,7 @@ def _show(attr: AttributeFairness, per_class: bool) -> None:
         for j, c in enumerate(first.classes):
             extra = [] if attr.null is None else [
                 v for key in TESTED for v in (fmt(floors[key].null_mean[j], pct=True),
-                                              f"{floors[key].p[j]:.3f}")]
+                                              f"{floors[key].p[j]:.3f}" if attr.p_valid(key) else "n/a")]
             table.add_row(class_names[c], fmt(first.dpd_per_class[c], pct=True),
                           fmt(first.eod_per_class[c], pct=True),
                           fmt(first.tpr_diff_per_class[c], pct=True),
@@ -74,25 +74,46 @@ def _show(attr: AttributeFairness, per_class: bool) -> None:
         line.append(text)
     console.print(f"[bold]{name}[/]: " + ", ".join(line)
                   + (f" (CI {summary['ci']['confidence']:.0%} bootstrap)" if "ci" in summary else ""))
+    if attr.floors:
+        console.print("  excess over the floor (value minus a group-blind model's expected value): "
+                      + ", ".join(f"{key.upper()} {fmt(summary[key + '_excess'], pct=True)} pp (floor "
+                                  f"{fmt(summary[key + '_floor'], pct=True)}%)" for key in TESTED),
+                      highlight=False)
     if attr.null is not None:
         parts = []
         for key in TESTED:
             t = attr.floor(key)
-            parts.append(f"{key.upper()} {fmt(t.null_mean, pct=True)}% (q95 {fmt(t.null_q95, pct=True)}%, "
-                         f"p = {t.p:.3f})")
+            p = f"p = {t.p:.3f}" if attr.p_valid(key) else "p n/a, see below"
+            parts.append(f"{key.upper()} {fmt(t.null_mean, pct=True)}% (q95 {fmt(t.null_q95, pct=True)}%, {p})")
         console.print(f"  noise floor ({attr.null[0].dpd.size} {attr.null_permutation} permutations): "
                       + ", ".join(parts), highlight=False)
+        if not attr.p_valid("eod"):
+            console.print(f"  note: {UNCONDITIONAL_EOD_NOTE}", highlight=False)
     if attr.versus is not None:
-        parts = []
-        for key in TESTED:
-            c = attr.versus[key]
-            ci = "" if c.ci is None else f" [{fmt(c.ci[0], pct=True)}, {fmt(c.ci[1], pct=True)}]"
-            parts.append(f"Δ{key.upper()} {fmt(c.delta, pct=True)}{ci} pp, p = {c.p:.3f}")
-        c = attr.versus["dpd"]
-        how = (f"paired permutation test, {c.n_a} matched seed(s)" if c.test == "paired"
-               else f"Welch's t-test over {c.n_a} vs {c.n_b} files")
-        console.print(f"  A - B (B = {', '.join(attr.versus_paths)}): " + ", ".join(parts) + f" ({how})",
-                      highlight=False)
+        _show_versus(attr)
+
+
+def _deltas(attr: AttributeFairness, keys: tuple[str, ...]) -> str:
+    parts = []
+    for key in keys:
+        c = attr.versus[key]
+        ci = "" if c.ci is None else f" [{fmt(c.ci[0], pct=True)}, {fmt(c.ci[1], pct=True)}]"
+        parts.append(f"Δ{key.removeprefix('excess_').upper()} {fmt(c.delta, pct=True)}{ci} pp, p = {c.p:.3f}")
+    return ", ".join(parts)
+
+
+def _show_versus(attr: AttributeFairness) -> None:
+    """The excess comparison as the headline; the raw one after it, with what it mixes in."""
+    c = attr.versus["excess_dpd"]
+    paired = c.test == "paired"
+    how = (f"paired bootstrap recomputing both floors, {c.n_a} matched seed(s)" if paired
+           else f"Welch's t-test over {c.n_a} vs {c.n_b} files")
+    console.print(f"  A - B (B = {', '.join(attr.versus_paths)}), excess over each model's floor: "
+                  + _deltas(attr, ("excess_dpd", "excess_eod")) + f" ({how})", highlight=False)
+    how = (f"paired permutation test, {c.n_a} matched seed(s)" if paired
+           else f"Welch's t-test over {c.n_a} vs {c.n_b} files")
+    console.print("    raw: " + _deltas(attr, TESTED) + f" ({how}; includes the difference of the two "
+                  "floors, i.e. of accuracy, not only of fairness)", highlight=False)
 
 
 def command(
@@ -119,8 +140,9 @@ def command(
                      "selection rates counts, base rates included (DPD in its own sense).")
     ] = "within-label",
     versus: Annotated[list[Path] | None, typer.Option(
-        "--versus", help="Model B's predictions of the same samples: adds ΔDPD and ΔEOD (A minus "
-        "B) with a paired test. Repeat for several seeds.")] = None,
+        "--versus", help="Model B's predictions of the same samples: adds the difference of the "
+        "excess DPD and EOD (A minus B) and of the raw values, with paired tests. Repeat for "
+        "several seeds.")] = None,
     per_class: Annotated[bool, typer.Option("--per-class", help="Show the per-class values of a "
                                             "multi-class task, with their noise floors.")] = False,
     out: OutPath = None,
@@ -140,9 +162,12 @@ def command(
 
     Every DPD and EOD gets a noise floor: its mean and 95th percentile over --null draws of a
     model whose outputs ignore the group (the attribute permuted within each true label), and
-    the one-sided p-value; a value within its floor is warned about. --versus compares model A
-    (the files) with model B on the same samples: ΔDPD and ΔEOD with a two-sided paired
-    permutation test and a bootstrap interval (see docs/metrics.md).
+    the one-sided p-value; a value within its floor is warned about. Each also gets its excess:
+    the value minus the expected value of a model with the same per-label confusion that ignores
+    the group. --versus compares model A (the files) with model B on the same samples: the
+    headline is the difference of the two excesses (paired bootstrap, valid when the models
+    differ in accuracy), then the raw ΔDPD and ΔEOD (paired permutation test), which also
+    reflect the accuracy gap (see docs/metrics.md).
 
     Example:
 

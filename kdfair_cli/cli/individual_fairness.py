@@ -34,7 +34,7 @@ def command(
     versus: Annotated[list[Path] | None, typer.Option(
         "--versus", help="Model B's predictions: adds I(A) - I(B) on the same pairs with a paired "
         "test. Repeat for several seeds.")] = None,
-    n_perm: Annotated[int, typer.Option("--permutations", help="Sign-flip permutations of the "
+    n_perm: Annotated[int, typer.Option("--permutations", help="Per-sample swaps of the "
                                         "--versus test.")] = 1000,
     out: OutPath = None,
     json_out: JsonFlag = False,
@@ -49,8 +49,10 @@ def command(
     file, so every model is judged on the same pairs. Reports the mean (the paper's score),
     median, p95 and max ratio (an empirical Lipschitz constant) and the pairs used; pairs at
     distance 0 are excluded and counted. Each score gets a bootstrap-over-pairs interval;
-    --versus compares model A (the files) with model B on the same pairs (paired sign-flip
-    permutation test and bootstrap interval of the mean difference, see docs/metrics.md).
+    --versus compares model A (the files) with model B on the same pairs: a permutation test
+    that swaps the two models' outputs per sample (in every pair the sample is in) and a
+    bootstrap interval clustered by sample, both valid when pairs share samples (see
+    docs/metrics.md).
 
     Example:
 
@@ -90,7 +92,8 @@ def command(
     if res.versus is not None:
         c = res.versus
         ci = "" if c.ci is None else f" [{fmt(c.ci[0])}, {fmt(c.ci[1])}]"
-        how = (f"sign-flip permutation test over pairs, {c.n_a} matched seed(s)" if c.test == "paired"
+        how = (f"outputs swapped per sample, bootstrap clustered by sample, {c.n_a} matched seed(s)"
+               if c.test == "paired"
                else f"Welch's t-test over {c.n_a} vs {c.n_b} files")
         console.print(f"A - B (B = {', '.join(res.versus_paths)}): ΔI(f) {fmt(c.delta)}{ci}, "
                       f"p = {c.p:.3f} ({how})", highlight=False)

@@ -18,7 +18,9 @@ def command(
 ) -> None:
     """Write results.parquet (one row per model and seed), table.md and table.csv (mean ± std over
     seeds, like the paper's tables) and PNG plots (temperature vs EOD/DPD, #SC/#TC with accuracy,
-    individual fairness). An LLM sweep's report has BBQ accuracy and bias scores with intervals,
+    individual fairness). table.md tests DS - NDS per temperature on the excess EOD/DPD (each
+    model's value minus its own noise-floor mean) and IF with Welch's t-test over seeds
+    (deltas.csv), the raw EOD/DPD in a second table. An LLM sweep's report has BBQ accuracy and bias scores with intervals,
     DS - NDS paired tests per temperature (deltas.csv) and llm-bias.png. Prints the Markdown table
     on stdout and the file paths on stderr.
 

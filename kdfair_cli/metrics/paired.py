@@ -21,10 +21,13 @@ Several seeds a side:
   runs.
 
 Individual fairness: I(f) is the mean of per-pair ratios over a fixed pair set. mean_interval
-bootstraps pairs for one model; paired_individual compares two models on the same pair set by
-a sign-flip permutation of the per-pair differences and a bootstrap of their mean. Pairs share
-samples and are not independent, so these intervals are somewhat too narrow (see
-docs/metrics.md).
+bootstraps pairs for one model (pairs share samples, so it is somewhat too narrow, see
+docs/metrics.md); paired_individual compares two models on the same pair set by swapping the
+two models' outputs per sample (every pair the sample is in at once), with a bootstrap
+clustered by sample, so both keep their level when pairs overlap.
+
+Excess disparity (metrics.excess): paired_group also compares the two models' DPD and EOD
+minus their own floors, by a paired bootstrap that recomputes both floors per replicate.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdfair_cli.metrics.class_bias import welch_per_class
+from kdfair_cli.metrics.excess import floor_from_cells
 from kdfair_cli.metrics.group import (CellCounts, occupied, percentile_ci, summaries,
                                       tables_from_cells)
 
@@ -102,6 +106,14 @@ def debiased_ci(estimate: float, boot: np.ndarray, confidence: float = 0.95) -> 
     return lo - bias, hi - bias
 
 
+def centred(boot: np.ndarray) -> np.ndarray:
+    """Bootstrap replicates shifted to mean 0: the null distribution of a bootstrap test (a
+    difference whose sampling spread the replicates estimate, its centre moved to H0's 0)."""
+    if np.all(np.isnan(boot)):
+        return boot
+    return boot - np.nanmean(boot)
+
+
 def _comparison(a: float, b: float, null: np.ndarray, boot: np.ndarray,
                 confidence: float) -> PairedComparison:
     delta = a - b
@@ -122,11 +134,16 @@ def _paired_cells(label, pred_a, pred_b, group, n_groups: int, c: int):
 def paired_group(label: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, group: np.ndarray,
                  n_groups: int, num_classes: int, classes: np.ndarray, *, n_perm: int = 1000,
                  n_boot: int = 1000, seed: int = 0, eod_agg: str = "worst",
-                 confidence: float = 0.95, max_batch_cells: int = 20_000_000
-                 ) -> dict[str, PairedComparison]:
+                 confidence: float = 0.95, max_batch_cells: int = 20_000_000,
+                 excess: bool = True, stratify: str = "label") -> dict[str, PairedComparison]:
     """ΔDPD and ΔEOD (A minus B) of two prediction sets on the same samples (rows aligned).
 
-    Returns {"dpd": ..., "eod": ...}. `classes` as in GroupFairness.classes. Seeded.
+    Returns {"dpd": ..., "eod": ...} and, with `excess`, {"excess_dpd": ..., "excess_eod": ...}:
+    the difference of the two models' excess (metric minus its floor, metrics.excess; the DPD
+    floor stratified as `stratify`). Its test is the paired bootstrap: every replicate
+    recomputes both metrics and both floors from the same resampled rows, the p-value is
+    two-sided against the replicates centred on 0 (`null` holds them), the interval is
+    debiased_ci. `classes` as in GroupFairness.classes. Seeded.
     """
     if n_perm < 1 or n_boot < 1:
         raise ValueError(f"n_perm and n_boot must be >= 1, got {n_perm} and {n_boot}")
@@ -142,14 +159,19 @@ def paired_group(label: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, grou
     b_view = CellCounts(n_groups, num_classes, a_view.group, a_view.label,
                         np.concatenate([pb, pa]), a_view.count)
 
-    def deltas(kept: np.ndarray, swapped: np.ndarray) -> dict[str, np.ndarray]:
+    def deltas(kept: np.ndarray, swapped: np.ndarray, floors: bool = False) -> dict[str, np.ndarray]:
         w = np.concatenate([kept, swapped], axis=1)
         ma = summaries(*tables_from_cells(a_view, w), classes, eod_agg)
         mb = summaries(*tables_from_cells(b_view, w), classes, eod_agg)
-        return {m: np.stack([ma[m], mb[m]]) for m in GROUP_METRICS}
+        out = {m: np.stack([ma[m], mb[m]]) for m in GROUP_METRICS}
+        if floors:
+            fa, fb = (floor_from_cells(view, classes, w, eod_agg=eod_agg, stratify=stratify)
+                      for view in (a_view, b_view))
+            out.update({f"excess_{m}": np.stack([ma[m] - fa[m], mb[m] - fb[m]]) for m in GROUP_METRICS})
+        return out
 
     none = np.zeros((1, counts.size))
-    observed = deltas(counts[None, :].astype(np.float64), none)
+    observed = deltas(counts[None, :].astype(np.float64), none, excess)
     disc = pa != pb
     batch = max(1, max_batch_cells // max(4 * counts.size, 1))
     null: dict[str, list[np.ndarray]] = {m: [] for m in GROUP_METRICS}
@@ -159,16 +181,21 @@ def paired_group(label: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, grou
         s[:, disc] = rng.binomial(counts[disc], 0.5, size=(b, int(disc.sum())))
         for m, v in deltas(counts - s, s).items():
             null[m].append(v[0] - v[1])
-    boot: dict[str, list[np.ndarray]] = {m: [] for m in GROUP_METRICS}
+    boot: dict[str, list[np.ndarray]] = {m: [] for m in observed}
     n = int(counts.sum())
     for start in range(0, n_boot, batch):
         b = min(batch, n_boot - start)
         w = rng.multinomial(n, counts / n, size=b).astype(np.float64)
-        for m, v in deltas(w, np.zeros_like(w)).items():
+        for m, v in deltas(w, np.zeros_like(w), excess).items():
             boot[m].append(v[0] - v[1])
-    return {m: _comparison(float(observed[m][0, 0]), float(observed[m][1, 0]),
-                           np.concatenate(null[m]), np.concatenate(boot[m]), confidence)
-            for m in GROUP_METRICS}
+    out = {m: _comparison(float(observed[m][0, 0]), float(observed[m][1, 0]),
+                          np.concatenate(null[m]), np.concatenate(boot[m]), confidence)
+           for m in GROUP_METRICS}
+    for m in [k for k in observed if k not in out]:  # the excess comparisons: bootstrap test
+        reps = np.concatenate(boot[m])
+        out[m] = _comparison(float(observed[m][0, 0]), float(observed[m][1, 0]),
+                             centred(reps), reps, confidence)
+    return out
 
 
 def combine_seeds(per_seed: list[PairedComparison]) -> PairedComparison:
@@ -229,29 +256,64 @@ def mean_interval(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
     return Interval(float(values.mean()), percentile_ci(boot, confidence), boot, confidence)
 
 
-def paired_individual(values_a: np.ndarray, values_b: np.ndarray, *, n_perm: int = 1000,
+def paired_individual(values_a: np.ndarray, values_b: np.ndarray, *, mixed: np.ndarray | None = None,
+                      pair_samples: tuple[np.ndarray, np.ndarray] | None = None, n_perm: int = 1000,
                       n_boot: int = 1000, seed: int = 0, confidence: float = 0.95,
                       max_batch_cells: int = 20_000_000) -> PairedComparison:
     """Mean per-pair value of A minus that of B on the same pair set (arrays aligned by pair).
 
-    Null: the two models are exchangeable on each pair, so each per-pair difference keeps or
-    flips its sign with probability 1/2 (pairs with equal values cannot move and are skipped).
-    Interval: bootstrap over pairs of the mean difference.
+    With `pair_samples` (the sample index, 0..S-1, of each pair's two ends) and `mixed` (per
+    pair, the value with end a's output from B and end b's from A, minus the value with a's
+    from A and b's from B), the test keeps its level when pairs share samples:
+    - null: the two models are exchangeable on each SAMPLE, so each sample independently keeps
+      or swaps its two outputs in every pair it belongs to. A pair's contribution to the mean
+      difference is then d (neither swapped), -d (both), +-mixed (one end), which is linear
+      in the samples' signs s = +-1: delta = (s @ w) / P with w = bincount(a, (d - mixed) / 2)
+      + bincount(b, (d + mixed) / 2). One matrix product per batch of draws.
+    - interval: bootstrap clustered by sample, linearised: a replicate reweights each sample
+      by its multinomial count k and moves the mean by sum_i (k_i - 1) h_i, where h_i sums
+      the centred differences of the pairs sample i belongs to, divided by P. Counting every
+      pair at both of its ends makes this slightly conservative (docs/metrics.md).
+    Without them: each pair's difference flips its sign with probability 1/2 and the interval
+    bootstraps pairs, which is valid only when no two pairs share a sample.
     """
     a = np.asarray(values_a, dtype=np.float64)
     b = np.asarray(values_b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"per-pair values differ in length: {a.size} and {b.size}")
+    if (mixed is None) != (pair_samples is None):
+        raise ValueError("mixed and pair_samples go together")
     if a.size == 0:
         nan = float("nan")
         empty = np.full(n_perm, np.nan)
         return PairedComparison(nan, nan, nan, nan, (nan, nan), empty, np.full(n_boot, np.nan), confidence)
     rng = np.random.default_rng(seed)
     d = a - b
-    moving = d[d != 0]
+    if pair_samples is None:
+        moving = d[d != 0]
+        batch = max(1, min(n_perm, max_batch_cells // max(moving.size, 1)))
+        null = np.concatenate([
+            (np.where(rng.random((min(batch, n_perm - s), moving.size)) < 0.5, -1.0, 1.0) @ moving) / d.size
+            for s in range(0, n_perm, batch)])
+        boot = _resampled_means(d, n_boot, rng, max_batch_cells)
+        return _comparison(float(a.mean()), float(b.mean()), null, boot, confidence)
+    ia, ib = (np.asarray(x, dtype=np.int64) for x in pair_samples)
+    m = np.asarray(mixed, dtype=np.float64)
+    if not ia.shape == ib.shape == m.shape == d.shape:
+        raise ValueError(f"pair_samples and mixed must have one entry per pair ({d.size})")
+    n_s = int(max(ia.max(), ib.max())) + 1
+    w = np.bincount(ia, (d - m) / 2, n_s) + np.bincount(ib, (d + m) / 2, n_s)
+    moving = w[w != 0]
     batch = max(1, min(n_perm, max_batch_cells // max(moving.size, 1)))
     null = np.concatenate([
         (np.where(rng.random((min(batch, n_perm - s), moving.size)) < 0.5, -1.0, 1.0) @ moving) / d.size
         for s in range(0, n_perm, batch)])
-    boot = _resampled_means(d, n_boot, rng, max_batch_cells)
+    centred_d = d - d.mean()
+    present = np.flatnonzero(np.bincount(ia, minlength=n_s) + np.bincount(ib, minlength=n_s))
+    h = (np.bincount(ia, centred_d, n_s) + np.bincount(ib, centred_d, n_s))[present] / d.size
+    batch = max(1, min(n_boot, max_batch_cells // max(present.size, 1)))
+    boot = float(d.mean()) + np.concatenate([
+        (rng.multinomial(present.size, np.full(present.size, 1 / present.size),
+                         size=min(batch, n_boot - s)) - 1.0) @ h
+        for s in range(0, n_boot, batch)])
     return _comparison(float(a.mean()), float(b.mean()), null, boot, confidence)
