@@ -36,6 +36,8 @@ def test_import_contracts_hold() -> None:
      "kdfair_cli.train.runner -> kdfair_cli.llm.trainee"),
     ("classifier/analyses.py", "from kdfair_cli import api", "kdfair_cli.classifier.analyses -> kdfair_cli.api"),
     ("api/group.py", "import torch", "kdfair_cli.api.group -> torch"),
+    ("llm/sweep/report.py", "from kdfair_cli.classifier.report import summarise",
+     "kdfair_cli.llm.sweep.report -> kdfair_cli.classifier.report"),
 ])
 def test_an_upward_import_breaks_them(tmp_path: Path, module: str, line: str, broken: str) -> None:
     """A lazy (function-level) import that breaks the rule, added to a copy, fails the contracts."""

@@ -13,7 +13,7 @@ from kdfair_cli.jsonable import jsonable
 class ReportResult:
     """A built report (its `report` holds the DataFrames); `to_dict()` is `kdfair report --json`."""
 
-    report: Any  # the kind's Report (kdfair_cli.classifier.report.Report)
+    report: Any  # the kind's Report (kdfair_cli.sweep.report_frame.Report)
 
     @property
     def results(self) -> Any:

@@ -16,38 +16,23 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kdfair_cli.errors import KdfairError, RunFailed
-from kdfair_cli.io.atomic import atomic_path, write_text_atomic
+from kdfair_cli.io.atomic import write_text_atomic
 from kdfair_cli.metrics.multiple_testing import adjust_pvalues
 from kdfair_cli.metrics.paired import welch_seeds
-from kdfair_cli.sweep.cells import Cell, damaged_output, is_done, read_record
+from kdfair_cli.sweep.report_frame import (
+    ALPHA, LABELS, Report, in_model_order, missing_cells, open_report, save_figure, write_frames,
+)
 from kdfair_cli.sweep.runner import cells_from_json, read_sweep_json
 
-MODEL_ORDER = {"teacher": 0, "nds": 1, "ds": 2}
-LABELS = {"teacher": "Teacher", "nds": "NDS", "ds": "DS"}
 #: Suffixes of the columns that qualify a metric (its floor, p, interval) rather than being one.
 TEST_SUFFIXES = ("_null_mean", "_null_q95", "_p", "_ci_low", "_ci_high")
-#: Significance level of the report's marks and sentences.
-ALPHA = 0.05
 FLOOR_MARK = "°"
-
-
-@dataclass
-class Report:
-    results: pd.DataFrame
-    table: pd.DataFrame
-    markdown: str
-    paths: dict[str, Path]
-    missing: list[str]
-    deltas: pd.DataFrame  # family "excess" (the headline: excess EOD/DPD and IF) and "raw"
-    conclusions: list[str]
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -55,26 +40,6 @@ def _load(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def in_model_order(frame: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
-    """Rows in the report's order: teacher, NDS, DS, each by `by` (NaN first)."""
-    if frame.empty:
-        return frame
-    frame = frame.assign(_o=frame["model"].map(MODEL_ORDER))
-    return frame.sort_values(["_o", *by], na_position="first").drop(columns="_o").reset_index(drop=True)
-
-
-def missing_cells(cells: list[Cell], sweep_dir: Path) -> list[str]:
-    """The ids of the cells not done; RunFailed for a cell marked done whose outputs are unusable
-    (never left out silently)."""
-    missing = [c.id for c in cells if not is_done(c, sweep_dir)]
-    for c in cells:
-        rec = read_record(c.dir(sweep_dir)) if c.id in missing else None
-        if rec and rec.get("status") == "done" and rec.get("hash") == c.hash:
-            raise RunFailed(f"{sweep_dir}: cell {c.id} is marked done but {damaged_output(c, sweep_dir)}; "
-                            f"`kdfair sweep run SPEC -o {sweep_dir}` redoes it")
-    return missing
 
 
 def collect(sweep_dir: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
@@ -343,14 +308,6 @@ def _ds_line(ax, table: pd.DataFrame, metric: str, label: str = "DS", color: str
                        capsize=3, label=label, color=color)
 
 
-def save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
 def plot_group(table: pd.DataFrame, attributes: list[str], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
@@ -438,34 +395,6 @@ def plot_individual(table: pd.DataFrame, path: Path) -> Path | None:
     ax.legend(fontsize=8)
     save_figure(fig, path)
     return path
-
-
-def open_report(sweep_dir: str | Path, out_dir: str | Path | None, collector: Any,
-                what: str) -> tuple[Path, pd.DataFrame, list[str], dict[str, Any]]:
-    """(report folder, results, missing cells, sweep.json) of a sweep folder; KdfairError when
-    `collector` finds no finished `what` yet."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    out = Path(out_dir) if out_dir else Path(sweep_dir) / "report"
-    results, missing, doc = collector(Path(sweep_dir))
-    if results.empty:
-        raise KdfairError(f"{sweep_dir}: no {what} yet; run `kdfair sweep run` first")
-    out.mkdir(parents=True, exist_ok=True)
-    return out, results, missing, doc
-
-
-def write_frames(out: Path, results: pd.DataFrame, table: pd.DataFrame, delta: pd.DataFrame) -> dict[str, Path]:
-    """results.parquet, table.csv and deltas.csv, each written atomically; their paths."""
-    paths: dict[str, Path] = {}
-    with atomic_path(out / "results.parquet") as tmp:
-        results.to_parquet(tmp, index=False)
-    paths["results"] = out / "results.parquet"
-    for key, name, frame in (("csv", "table.csv", table), ("deltas", "deltas.csv", delta)):
-        with atomic_path(out / name) as tmp:
-            frame.to_csv(tmp, index=False, float_format="%.6g")
-        paths[key] = out / name
-    return paths
 
 
 def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Report:

@@ -20,7 +20,7 @@ import pandas as pd
 from kdfair_cli.api.bias_score import bias_score
 from kdfair_cli.io.atomic import write_text_atomic
 from kdfair_cli.metrics.multiple_testing import adjust_pvalues
-from kdfair_cli.classifier.report import (
+from kdfair_cli.sweep.report_frame import (
     ALPHA, LABELS, Report, in_model_order, missing_cells, open_report, save_figure, write_frames,
 )
 from kdfair_cli.sweep.runner import cells_from_json, read_sweep_json
