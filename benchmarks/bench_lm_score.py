@@ -46,6 +46,38 @@ def answers(ll: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ll.argmax(1), (top2[:, 1] - top2[:, 0]) < TIE
 
 
+def bbq_strings(folder: Path, n: int) -> tuple[list[str], list[str]]:
+    """(context, continuation) strings of n fixture BBQ items, three pairs per item."""
+    split = open_bbq(write_bbq(folder, n_per_category=-(-n // 4))).split("test")
+    prompts, options = build_prompts(split.attrs, PROMPT_TEMPLATE)
+    n = min(n, len(prompts))
+    return ([prompts[i] for i in range(n) for _ in range(3)],
+            [CONTINUATION.format(option=o) for i in range(n) for o in options[i]])
+
+
+def kdfair_loglik(lm, ctx: list[str], cont: list[str], batch_size: int) -> np.ndarray:
+    """kdfair from strings: encode_pairs, then each prompt once (score_shared)."""
+    return score_shared(lm, encode_pairs(lm, ctx, cont), batch_size)[0]
+
+
+def make_hflm(pretrained, batch_size: int, device: str, max_length: int, tokenizer=None):
+    """lm-eval's HFLM on a local folder (`pretrained=DIR`) or an already built model; float32 log-softmax."""
+    from lm_eval.models.huggingface import HFLM
+
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    kw = {"tokenizer": tokenizer} if tokenizer is not None else {"device": device, "dtype": "float32"}
+    return HFLM(pretrained=pretrained, backend="causal", batch_size=batch_size, max_length=max_length,
+                softmax_dtype="float32", **kw)
+
+
+def lm_eval_loglik(hf, ctx: list[str], cont: list[str]) -> np.ndarray:
+    """lm-eval from strings: Instances through HFLM.loglikelihood (its tokenisation and batching)."""
+    from lm_eval.api.instance import Instance
+
+    instances = [Instance("loglikelihood", {}, (c, o), k) for k, (c, o) in enumerate(zip(ctx, cont))]
+    return np.array([r[0] for r in hf.loglikelihood(instances, disable_tqdm=True)])
+
+
 def rate(n: int, times: list[float]) -> tuple[float, float]:
     r = n / np.asarray(times)
     return float(r.mean()), float(r.std(ddof=1)) if len(r) > 1 else 0.0
@@ -64,45 +96,33 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     try:
-        from lm_eval.api.instance import Instance
-        from lm_eval.models.huggingface import HFLM
+        import lm_eval  # noqa: F401
     except ImportError:
         sys.exit("bench_lm_score.py needs lm-eval: pip install -e '.[bench]'")
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        split = open_bbq(write_bbq(root / "bbq", n_per_category=-(-args.items // 4))).split("test")
+        ctx, cont = bbq_strings(root / "bbq", args.items)
+        n = len(ctx) // 3
         model_dir = tiny_lm(root / "lm", "llama", hidden=args.hidden, layers=args.layers)
         lm = load_causal_lm(model_dir, torch.device(args.device))
-        prompts, options = build_prompts(split.attrs, PROMPT_TEMPLATE)
-        n = min(args.items, len(prompts))
-        ctx = [prompts[i] for i in range(n) for _ in range(3)]
-        cont = [CONTINUATION.format(option=o) for i in range(n) for o in options[i]]
-
-        def kdfair_shared() -> np.ndarray:
-            return score_shared(lm, encode_pairs(lm, ctx, cont), args.batch_size)[0]
 
         def kdfair_pairs() -> np.ndarray:
             return score_pairs(lm, encode_pairs(lm, ctx, cont), args.batch_size * 3)[0]
 
-        runs: dict[str, tuple] = {"kdfair (prompt shared)": (kdfair_shared, f"{args.batch_size} items"),
-                                  "kdfair (pair by pair)": (kdfair_pairs, f"{args.batch_size * 3} pairs")}
+        runs: dict[str, tuple] = {
+            "kdfair (prompt shared)": (lambda: kdfair_loglik(lm, ctx, cont, args.batch_size), f"{args.batch_size} items"),
+            "kdfair (pair by pair)": (kdfair_pairs, f"{args.batch_size * 3} pairs")}
         hflms = {}
         for bs in (int(b) for b in args.lm_eval_batch_sizes.split(",")):
-            hf = HFLM(pretrained=str(model_dir), backend="causal", device=args.device, dtype="float32",
-                      batch_size=bs, max_length=lm.max_length)
-            hflms[bs] = hf
-            instances = [Instance("loglikelihood", {}, (c, o), k) for k, (c, o) in enumerate(zip(ctx, cont))]
-            runs[f"lm-eval {bs}"] = ((lambda hf=hf, inst=instances:
-                                      np.array([r[0] for r in hf.loglikelihood(inst, disable_tqdm=True)])),
-                                     f"{bs} requests")
+            hflms[bs] = hf = make_hflm(str(model_dir), bs, args.device, lm.max_length)
+            runs[f"lm-eval {bs}"] = (lambda hf=hf: lm_eval_loglik(hf, ctx, cont), f"{bs} requests")
         # Identical token pairs? (lm-eval encodes context + continuation whole and splits.)
         hf0 = next(iter(hflms.values()))
         ours = encode_pairs(lm, ctx, cont)
         same_tokens = sum(list(p) == hf0._encode_pair(c, o)[0] and list(q) == hf0._encode_pair(c, o)[1]
                           for (p, q), c, o in zip(ours, ctx, cont))
         results, times = {}, {}
-        for name, (fn, _) in runs.items():  # warm-up on the first 48 items' worth is skipped: full runs
+        for name, (fn, _) in runs.items():  # warm-up
             fn()
         for _ in range(args.repeats):
             for name, (fn, _) in runs.items():

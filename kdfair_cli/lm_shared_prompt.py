@@ -58,7 +58,7 @@ def _plain_kv_cache(cache: Any) -> bool:
 
 def _cache_kwarg(base: Any) -> str:
     """`cache` in transformers >= 5.25 (`past_key_values` is deprecated there), `past_key_values` before."""
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
 @torch.no_grad()
