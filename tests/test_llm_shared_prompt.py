@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from types import SimpleNamespace
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -81,14 +82,13 @@ def test_each_prompt_runs_once(lms, monkeypatch):
 
     monkeypatch.setattr(base, "forward", spy)
     score_shared(lm, pairs, 8)
-    width = max(len(p) for p, _ in pairs)
-    max_opt = max(len(c) for _, c in pairs)
-    # One pass over the 3 prompts, one over the 9 options' fed tokens (the last one is never fed).
-    assert calls == [(3, width), (9, max_opt - 1)]
+    # One packed row per prompt: the prompt once, then each option's tokens but the last; then the
+    # first batch's check, pair by pair.
+    packed = max(len(pairs[3 * g][0]) + sum(len(c) - 1 for _, c in pairs[3 * g:3 * g + 3]) for g in range(3))
+    assert calls[0] == (3, packed) and len(calls) == 2 and calls[1][0] == 8
     calls.clear()
-    one_token = [(p, c[:1]) for p, c in pairs]
-    score_shared(lm, one_token, 8)
-    assert calls == [(3, width)]  # one-token options need the prompt pass only
+    score_shared(lm, pairs * 2, 2)  # repeated pairs join their context's row; later batches unchecked
+    assert [c[0] for c in calls] == [2, 2, 1]
 
 
 def test_grouping_is_by_identical_context():
@@ -96,12 +96,25 @@ def test_grouping_is_by_identical_context():
     assert group_pairs(pairs) == ([[1, 2], [3], [2]], [[0, 2], [1], [3]])
 
 
-def test_unshareable_cache_falls_back_to_pairs(lms, monkeypatch):
+def test_unpackable_models_are_scored_pair_by_pair(lms, monkeypatch):
     lm = lms["qwen2"]
     pairs = item_pairs(lm)
-    want = score_shared(lm, pairs, 2)[0]
-    monkeypatch.setattr(lm_shared_prompt, "_plain_kv_cache", lambda cache: False)
+    want = score_pairs(lm, pairs, 4)[0]
+    monkeypatch.setattr(lm_shared_prompt, "packable", lambda lm, width: False)
     np.testing.assert_allclose(score_shared(lm, pairs, 2)[0], want, atol=1e-5, rtol=0)
+    monkeypatch.undo()
+    fake = lambda **cfg: SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(**cfg)))  # noqa: E731
+    assert lm_shared_prompt.packable(lm, 10) and lm_shared_prompt.packable(fake(_attn_implementation="eager"), 10)
+    assert not lm_shared_prompt.packable(fake(_attn_implementation="flash_attention_2"), 10)
+    window = fake(_attn_implementation="sdpa", sliding_window=8, use_sliding_window=True)
+    assert not lm_shared_prompt.packable(window, 10) and lm_shared_prompt.packable(window, 8)
+    assert lm_shared_prompt.packable(fake(_attn_implementation="sdpa", sliding_window=8, use_sliding_window=False), 10)
+    # A model that ignores the mask: the first batch's check catches it.
+    real = lm_shared_prompt._score_packed
+    monkeypatch.setattr(lm_shared_prompt, "_score_packed", lambda *a: real(*a) - 1.0)
+    with pytest.warns(UserWarning, match="pair by pair"):
+        got = score_shared(lm, pairs, 2)[0]
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("family", ("gpt2", "llama"))
