@@ -8,7 +8,7 @@ Both score real-text BBQ items in the published layout (tests/llm_fakes.write_bb
 prompts, options of 1-5 tokens) with one randomly initialised Llama built in a temporary folder
 with a byte-level BPE tokenizer (nothing is downloaded; lm-eval loads it with `pretrained=DIR`).
 Each side starts from the strings: kdfair runs encode_pairs + score_shared (each prompt once,
-its options from the prompt's KV cache), lm-eval runs HFLM.loglikelihood on Instances (its own
+its options packed behind it), lm-eval runs HFLM.loglikelihood on Instances (its own
 tokenisation, length-sorted batches, one-token continuation sharing) at each --lm-eval-batch-sizes.
 Also timed: kdfair's pair-by-pair scorer (score_pairs, no sharing), for reference.
 

@@ -26,7 +26,7 @@ Status per section: ok, failed (an error: exit code 1), timeout (ran past the bu
             CPU) against the same run without torchrun: the largest weight difference.
 8. llm score  BBQ option scoring (3 options per item) of a randomly initialised Llama built from a
             config, nothing downloaded (CUDA: DeepSeek-R1-Distill-Qwen-1.5B's shape, bf16, 2,048
-            items; --quick: a 2x64 toy, 32 items): kdfair's items/s and tokens/s, and lm-eval's
+            items; CPU: Qwen2-0.5B's shape, 64 items; --quick: a 2x64 toy, 32 items): kdfair's items/s and tokens/s, and lm-eval's
             HFLM on the same model and pairs at two batch sizes when lm-eval is installed
             (the `bench` extra), with the ratio and their agreement.
 9. paper    with the time left: the paper's Trifeature regime (examples/trifeature.toml's
@@ -378,7 +378,7 @@ def torchrun_section(args: argparse.Namespace, work: Path, data: dict) -> dict[s
 
 
 def llm_score_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """BBQ option scoring by kdfair (each prompt once, options from its KV cache) and, when installed,
+    """BBQ option scoring by kdfair (each prompt once, its options packed behind it) and, when installed,
     by lm-eval's HFLM on the same randomly initialised Llama and the same items: items/s, tokens/s
     (context + option tokens of every pair, the same count for both), their agreement."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -394,10 +394,14 @@ def llm_score_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         shape = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
                  "num_key_value_heads": 2, "vocab_size": len(tok), "tie_word_embeddings": False}
         n_items, batch, lm_eval_batches = 32, 16, (48,)
-    else:  # DeepSeek-R1-Distill-Qwen-1.5B's shape (Qwen2-1.5B) as a Llama; the BPE ids are < 400
+    elif device.type == "cuda":  # DeepSeek-R1-Distill-Qwen-1.5B's shape (Qwen2-1.5B) as a Llama; BPE ids < 400
         shape = {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
                  "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": False}
         n_items, batch, lm_eval_batches = 2048, 64, (64, 192)
+    else:  # Qwen2-0.5B's shape: a 1.5B model on CPU would not fit the time box
+        shape = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+                 "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
+        n_items, batch, lm_eval_batches = 64, 16, (16, 48)
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=4096, bos_token_id=0, eos_token_id=1))
