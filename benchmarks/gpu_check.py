@@ -84,7 +84,7 @@ class Check:
         self.rows: list[tuple[str, str, str]] = []
         #: Which machine gave a section's figures (a table column, and each section's "device").
         self.device_label = (torch.cuda.get_device_name(0) if args.device == "cuda"
-                             else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)")
+                             else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)")
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
