@@ -24,7 +24,12 @@ Status per section: ok, failed (an error: exit code 1), timeout (ran past the bu
             online/offline epoch-time ratio, peak memory.
 7. torchrun train-teacher under `torchrun --nproc_per_node 1` (DDP path, nccl on CUDA, gloo on
             CPU) against the same run without torchrun: the largest weight difference.
-8. paper    with the time left: the paper's Trifeature regime (examples/trifeature.toml's
+8. llm score  BBQ option scoring (3 options per item) of a randomly initialised Llama built from a
+            config, nothing downloaded (CUDA: DeepSeek-R1-Distill-Qwen-1.5B's shape, bf16, 2,048
+            items; CPU: Qwen2-0.5B's shape, 64 items; --quick: a 2x64 toy, 32 items): kdfair's items/s and tokens/s, and lm-eval's
+            HFLM on the same model and pairs at two batch sizes when lm-eval is installed
+            (the `bench` extra), with the ratio and their agreement.
+9. paper    with the time left: the paper's Trifeature regime (examples/trifeature.toml's
             recipe: ResNet-20 teacher 30 epochs, LeNet-5 NDS and DS 6 epochs; --quick: 1 epoch)
             on that data, T = 1, 5, 10, one seed after another while the next one fits (a
             sweep, so finished cells are kept); its report table.
@@ -55,6 +60,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -76,6 +82,9 @@ class Check:
         self.results: dict[str, Any] = {"device": args.device, "quick": args.quick, "budget_s": args.budget,
                                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sections": {}}
         self.rows: list[tuple[str, str, str]] = []
+        #: Which machine gave a section's figures (a table column, and each section's "device").
+        self.device_label = (torch.cuda.get_device_name(0) if args.device == "cuda"
+                             else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)")
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -103,6 +112,7 @@ class Check:
                 if alarm.get("fired"):  # kdfair turned the alarm into its own exit code
                     record = {"status": "timeout", "error": f"ran past the time budget ({error})"}
         record["seconds"] = round(time.monotonic() - start, 2)
+        record["device"] = self.device_label
         self.results["sections"][name] = record
         if record["status"] == "ok":
             text = summary(record)
@@ -114,7 +124,8 @@ class Check:
 
     def write(self) -> None:
         self.results["elapsed_s"] = round(time.monotonic() - self.t0, 2)
-        self.results["table"] = [{"section": n, "status": s, "result": t} for n, s, t in self.rows]
+        self.results["table"] = [{"section": n, "status": s, "device": self.device_label, "result": t}
+                                 for n, s, t in self.rows]
         out = Path(self.args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
@@ -123,8 +134,10 @@ class Check:
 
     def table(self) -> str:
         width = max(len(n) for n, _, _ in self.rows)
-        lines = [f"| {'section':<{width}} | status  | result |", f"|{'-' * (width + 2)}|---------|--------|"]
-        lines += [f"| {n:<{width}} | {s:<7} | {t} |" for n, s, t in self.rows]
+        dev = self.device_label
+        lines = [f"| {'section':<{width}} | status  | device | result |",
+                 f"|{'-' * (width + 2)}|---------|--------|--------|"]
+        lines += [f"| {n:<{width}} | {s:<7} | {dev} | {t} |" for n, s, t in self.rows]
         return "\n".join(lines)
 
 
@@ -364,6 +377,97 @@ def torchrun_section(args: argparse.Namespace, work: Path, data: dict) -> dict[s
     return {"distributed": meta.get("distributed"), "max_abs_weight_diff": diff, "equal": diff == 0.0}
 
 
+def llm_score_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """BBQ option scoring by kdfair (each prompt once, its options packed behind it) and, when installed,
+    by lm-eval's HFLM on the same randomly initialised Llama and the same items: items/s, tokens/s
+    (context + option tokens of every pair, the same count for both), their agreement."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from benchmarks.bench_lm_score import answers, bbq_strings, kdfair_loglik, lm_eval_loglik, make_hflm
+    from kdfair_cli.llm.causal_lm import CausalLM, prefix_ids
+    from tests.llm_fakes import tiny_tokenizer
+
+    device = torch.device(args.device)
+    tok = tiny_tokenizer(bos=True)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.quick:  # a toy of the same family: the code path, in seconds
+        shape = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "vocab_size": len(tok), "tie_word_embeddings": False}
+        n_items, batch, lm_eval_batches = 32, 16, (48,)
+    elif device.type == "cuda":  # DeepSeek-R1-Distill-Qwen-1.5B's shape (Qwen2-1.5B) as a Llama; BPE ids < 400
+        shape = {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
+                 "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": False}
+        n_items, batch, lm_eval_batches = 2048, 64, (64, 192)
+    else:  # Qwen2-0.5B's shape: a 1.5B model on CPU would not fit the time box
+        shape = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+                 "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
+        n_items, batch, lm_eval_batches = 64, 16, (16, 48)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=4096, bos_token_id=0, eos_token_id=1))
+    model = model.to(dtype).eval()
+    params = sum(p.numel() for p in model.parameters())
+    lm = CausalLM(model, tok, device, {"parameters": params}, prefix_ids(tok), 4096)
+    ctx, cont = bbq_strings(work / "bbq-llm", n_items)
+    n = len(ctx) // 3
+    n_tokens = sum(len(p) + len(c) for p, c in zip(*_encoded(lm, ctx, cont)))
+
+    def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+        fn()  # warm-up (kernels, allocator)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out, time.perf_counter() - t0
+
+    with peak_memory(args.device) as mem:
+        ours, sec = timed(lambda: kdfair_loglik(lm, ctx, cont, batch))
+    rec: dict[str, Any] = {
+        "model": f"Llama {shape['num_hidden_layers']}x{shape['hidden_size']}, vocab {shape['vocab_size']}, "
+                 f"random weights", "parameters": params, "dtype": str(dtype).replace("torch.", ""),
+        "items": n, "pairs": len(ctx), "tokens": n_tokens, "threads": torch.get_num_threads(),
+        "kdfair": {"batch_items": batch, "items_per_s": round(n / sec, 1), "tokens_per_s": round(n_tokens / sec, 1),
+                   **mem}}
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        rec["lm_eval"] = "skipped: lm-eval not installed (pip install -e '.[bench]')"
+        return rec
+    rec["lm_eval"] = {}
+    for bs in lm_eval_batches:
+        hf = make_hflm(model, bs, args.device, 4096, tokenizer=tok)
+        theirs, sec = timed(lambda hf=hf: lm_eval_loglik(hf, ctx, cont))
+        a, tie_a = answers(ours.reshape(-1, 3))
+        b, tie_b = answers(theirs.reshape(-1, 3))
+        keep = ~(tie_a | tie_b)
+        rec["lm_eval"][str(bs)] = {"items_per_s": round(n / sec, 1), "tokens_per_s": round(n_tokens / sec, 1),
+                                   "max_abs_loglik_diff": float(np.abs(ours - theirs).max()),
+                                   "answers_equal": float((a[keep] == b[keep]).mean()) if keep.any() else 1.0}
+    best = max(rec["lm_eval"].values(), key=lambda r: r["items_per_s"])
+    rec["kdfair_over_lm_eval_best"] = round(rec["kdfair"]["items_per_s"] / best["items_per_s"], 3)
+    return rec
+
+
+def _encoded(lm: Any, ctx: list[str], cont: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+    from kdfair_cli.llm.causal_lm import encode_pairs
+
+    pairs = encode_pairs(lm, ctx, cont)
+    return [p for p, _ in pairs], [c for _, c in pairs]
+
+
+def llm_score_text(r: dict[str, Any]) -> str:
+    text = (f"{r['parameters'] / 1e6:,.1f}M-parameter Llama {r['dtype']}, {r['items']} BBQ items: kdfair "
+            f"{r['kdfair']['items_per_s']:.0f} items/s ({r['kdfair']['tokens_per_s']:.0f} tok/s)")
+    if isinstance(r["lm_eval"], str):
+        return text + "; lm-eval " + r["lm_eval"]
+    best_bs, best = max(r["lm_eval"].items(), key=lambda kv: kv[1]["items_per_s"])
+    return (text + f"; lm-eval best (batch {best_bs}) {best['items_per_s']:.0f} items/s; kdfair/lm-eval = "
+            f"{r['kdfair_over_lm_eval_best']:.2f}, answers equal {100 * best['answers_equal']:.1f}%, "
+            f"max |dlogL| {best['max_abs_loglik_diff']:.2g}")
+
+
 def args_left(args: argparse.Namespace) -> float:
     return args.check.left()
 
@@ -482,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
                       summary=lambda r: (
                           f"1-process {r['distributed'] and r['distributed']['backend']} DDP vs plain: "
                           + ("weights equal" if r["equal"] else f"max |dw| = {r['max_abs_weight_diff']:.3g}")))
+        check.section("llm score", lambda: llm_score_section(args, work), needs_s=60 * quick,
+                      summary=llm_score_text)
         check.section("paper regime", lambda: paper_section(args, work, data), needs_s=20 * quick, summary=lambda r: (
             f"{len(r['seeds'])} seed(s) at {r['image_size']} px, ~{sum(r['seconds_per_seed']) / len(r['seeds']):.0f}s "
             f"per seed; DS acc by T: " + ", ".join(

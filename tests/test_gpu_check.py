@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["env", "data", "teacher", "bare loop", "predict", "distill", "torchrun", "paper regime"]
+SECTIONS = ["env", "data", "teacher", "bare loop", "predict", "distill", "torchrun", "llm score", "paper regime"]
 
 
 @pytest.mark.slow
@@ -42,3 +42,13 @@ def test_cpu_quick_check_exits_0_with_a_table_and_json(tmp_path) -> None:
     if sections["torchrun"]["status"] == "ok":
         assert sections["torchrun"]["distributed"] == {"world_size": 1, "backend": "gloo"}
         assert sections["torchrun"]["max_abs_weight_diff"] < 1e-4
+    # The LLM scoring section: kdfair against lm-eval (when installed) on the same toy Llama.
+    llm = sections["llm score"]
+    if llm["status"] == "ok":
+        assert llm["items"] == 32 and llm["pairs"] == 96 and llm["kdfair"]["items_per_s"] > 0
+        if isinstance(llm["lm_eval"], dict):
+            for r in llm["lm_eval"].values():
+                assert r["answers_equal"] >= 0.99 and r["max_abs_loglik_diff"] < 1e-4, r
+    # Every figure says which machine gave it.
+    assert all(s["device"].startswith("CPU") for s in sections.values())
+    assert all(r["device"].startswith("CPU") for r in result["table"])

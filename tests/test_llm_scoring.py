@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from kdfair_cli.cli.app import app
 from kdfair_cli.llm.bbq import derive_roles, open_bbq
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.llm import causal_lm
+from kdfair_cli.llm import shared_prompt
 from kdfair_cli.llm.causal_lm import encode_pairs, load_causal_lm, score_batch
 from tests.llm_fakes import bbq_items, tiny_lm, write_bbq
 
@@ -217,7 +217,7 @@ def test_resume_after_a_killed_run(env, tmp_path, monkeypatch):
     out = tmp_path / "r.parquet"
     args = ("predict", env["qwen2"], "--dataset", "bbq", "--data", env["bbq"], "--chunk-size", "10", "-o", out)
     assert invoke(*args[:-2], "-o", tmp_path / "full.parquet").exit_code == 0
-    real = causal_lm.score_pairs
+    real = shared_prompt.score_shared
     calls = {"n": 0}
 
     def dies_after_three(*a, **k):
@@ -226,7 +226,7 @@ def test_resume_after_a_killed_run(env, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the job is killed while scoring chunk 4
         return real(*a, **k)
 
-    monkeypatch.setattr(causal_lm, "score_pairs", dies_after_three)
+    monkeypatch.setattr(shared_prompt, "score_shared", dies_after_three)
     invoke(*args)
     parts = tmp_path / "r.parquet.parts"
     assert not out.exists() and len(list(parts.glob("chunk-*.npy"))) == 3

@@ -157,7 +157,10 @@ def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype | 
 
 
 def encode_pairs(lm: CausalLM, prompts: list[str], continuations: list[str]) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, continuation ids) per pair; the prompt is cut on the left to fit the model."""
+    """(prompt ids, continuation ids) per pair; the prompt is cut on the left to fit the model.
+
+    lm-evaluation-harness's rule: of prompt + continuation keep the last max_length + 1 tokens
+    (the last continuation token is a target only and never fed, so max_length positions run)."""
     tok = lm.tokenizer
     p_ids = tok(prompts, add_special_tokens=False)["input_ids"] if prompts else []
     c_ids = tok(continuations, add_special_tokens=False)["input_ids"] if continuations else []
@@ -168,7 +171,7 @@ def encode_pairs(lm: CausalLM, prompts: list[str], continuations: list[str]) -> 
         ctx = lm.prefix_ids + list(p)
         if not ctx:  # a model without BOS and an empty prompt: condition on EOS
             ctx = [tok.eos_token_id if tok.eos_token_id is not None else 0]
-        room = lm.max_length - len(c)
+        room = lm.max_length + 1 - len(c)
         if room < 1:
             raise KdfairError(f"option {continuations[i]!r} is longer than the model's "
                               f"{lm.max_length} positions")
@@ -192,14 +195,14 @@ def score_batch(lm: CausalLM, pairs: list[tuple[list[int], list[int]]],
     if padding_side not in ("left", "right"):
         raise ValueError(padding_side)
     base, head, softcap = _base_and_head(lm.model)
-    lengths = [len(p) + len(c) for p, c in pairs]
+    lengths = [len(p) + len(c) - 1 for p, c in pairs]  # the last continuation token is never fed
     width, m = max(lengths), len(pairs)
     ids = torch.zeros((m, width), dtype=torch.long)
     mask = torch.zeros((m, width), dtype=torch.long)
     rows, cols, targets = [], [], []
     for i, (p, c) in enumerate(pairs):
         off = width - lengths[i] if padding_side == "left" else 0
-        ids[i, off:off + lengths[i]] = torch.tensor(p + c)
+        ids[i, off:off + lengths[i]] = torch.tensor(p + c[:-1])
         mask[i, off:off + lengths[i]] = 1
         start = off + len(p) - 1  # the position whose output predicts the first continuation token
         rows += [i] * len(c)

@@ -1,7 +1,8 @@
 """`kdfair predict CAUSAL_LM_DIR --dataset bbq`: per-option log-likelihoods as logits.
 
 Each item's prompt is built from PROMPT_TEMPLATE (or --prompt-template) and each option's text
-is scored as its continuation (kdfair_cli.llm.causal_lm). The logits of the predictions file
+is scored as its continuation (kdfair_cli.llm.causal_lm), the prompt run once for its three
+options (kdfair_cli.llm.shared_prompt). The logits of the predictions file
 are the three per-option log-likelihoods, summed over the option's tokens (`sum`) or averaged
 per token (`mean`), so argmax is the model's answer and every analysis reads them unchanged.
 
@@ -109,7 +110,8 @@ def predict_causal_lm(model_dir: str | Path, *, dataset: str | None, data: str |
                       parts_dir: str | Path | None = None, padding_side: str = "left",
                       dataset_options: dict[str, Any] | None = None) -> SplitPredictions:
     """Score every item of `split` with a local causal LM; resumable through `parts_dir`."""
-    from kdfair_cli.llm.causal_lm import encode_pairs, load_causal_lm, score_pairs
+    from kdfair_cli.llm.shared_prompt import score_shared
+    from kdfair_cli.llm.causal_lm import encode_pairs, load_causal_lm
     from kdfair_cli.train.device import resolve_device
 
     if lm_score not in SCORING:
@@ -147,7 +149,7 @@ def predict_causal_lm(model_dir: str | Path, *, dataset: str | None, data: str |
             stop = min(start + chunk_size, n)
             pairs = encode_pairs(lm, [prompts[i] for i in range(start, stop) for _ in range(3)],
                                  [CONTINUATION.format(option=o) for i in range(start, stop) for o in options[i]])
-            sums, counts = score_pairs(lm, pairs, batch_size * 3, padding_side)
+            sums, counts = score_shared(lm, pairs, batch_size, padding_side)
             arr = np.stack([sums.reshape(-1, 3), counts.reshape(-1, 3).astype(np.float64)], 1)
             stored[start] = arr
             if parts is not None:
