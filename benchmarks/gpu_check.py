@@ -29,7 +29,7 @@ Status per section: ok, failed (an error: exit code 1), timeout (ran past the bu
             on that data, T = 1, 5, 10, one seed after another while the next one fits (a
             sweep, so finished cells are kept); its report table.
 
-9. llm distill  token-level distillation of a config-built Llama (~0.55B) from a ~1.4B Llama
+9. llm distill  (runs before 8) token-level distillation of a config-built Llama (~0.55B) from a ~1.4B Llama
             teacher (random weights, a 32,000-word vocabulary, nothing downloaded), bf16 autocast
             and activation checkpointing: learned tokens/s offline (top-64 cache) and online, peak
             memory (--quick or CPU: toy sizes).
@@ -569,15 +569,15 @@ def main(argv: list[str] | None = None) -> int:
                       summary=lambda r: (
                           f"1-process {r['distributed'] and r['distributed']['backend']} DDP vs plain: "
                           + ("weights equal" if r["equal"] else f"max |dw| = {r['max_abs_weight_diff']:.3g}")))
+        check.section("llm distill", lambda: llm_distill_section(args, work), needs_s=120 * quick, summary=lambda r: (
+            f"Llama {r['params']['student'] / 1e6:.0f}M from {r['params']['teacher'] / 1e6:.0f}M: offline "
+            f"{r['offline']['tokens_per_s']:.0f} tok/s, online {r['online']['tokens_per_s']:.0f} tok/s "
+            f"({r['offline_over_online']:.2f}x); online {memory_text(r['online'])}"))
         check.section("paper regime", lambda: paper_section(args, work, data), needs_s=20 * quick, summary=lambda r: (
             f"{len(r['seeds'])} seed(s) at {r['image_size']} px, ~{sum(r['seconds_per_seed']) / len(r['seeds']):.0f}s "
             f"per seed; DS acc by T: " + ", ".join(
                 f"T={row['temperature']:g} {row['accuracy_mean']:.1f}" for row in r["table"]
                 if row.get("model") == "ds" and "accuracy_mean" in row)))
-        check.section("llm distill", lambda: llm_distill_section(args, work), needs_s=120 * quick, summary=lambda r: (
-            f"Llama {r['params']['student'] / 1e6:.0f}M from {r['params']['teacher'] / 1e6:.0f}M: offline "
-            f"{r['offline']['tokens_per_s']:.0f} tok/s, online {r['online']['tokens_per_s']:.0f} tok/s "
-            f"({r['offline_over_online']:.2f}x); online {memory_text(r['online'])}"))
     except Skip as exc:
         check.rows.append(("rest", "skipped", str(exc)))
     finally:

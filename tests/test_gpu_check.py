@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["env", "data", "teacher", "bare loop", "predict", "distill", "torchrun", "paper regime", "llm distill"]
+SECTIONS = ["env", "data", "teacher", "bare loop", "predict", "distill", "torchrun", "llm distill", "paper regime"]
 
 
 @pytest.mark.slow

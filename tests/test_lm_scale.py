@@ -249,3 +249,17 @@ def test_new_settings_keep_resume_identities_at_their_defaults():
     h = TrainConfig(**base).run_hash()
     assert TrainConfig(**base, save_every=5).run_hash() == h
     assert TrainConfig(**base, grad_accum=2).run_hash() != h
+
+
+@pytest.mark.slow
+def test_grad_checkpointing_recomputes_the_same_training(lms, tmp_path):
+    """Activation checkpointing changes memory, not the result: the same weights on CPU."""
+    from kdfair_cli.llm.trainee import build_trainee
+
+    trainee, _ = build_trainee(str(lms["student"]), None, 64, grad_checkpointing=True)
+    hf = trainee.hf
+    assert getattr(hf, "is_activation_checkpointing", None) or hf.is_gradient_checkpointing
+    train_model(cfg(lms, tmp_path / "plain"), verbose=False)
+    meta = train_model(cfg(lms, tmp_path / "ckpt", grad_checkpointing=True), verbose=False)
+    assert meta["hyperparameters"]["grad_checkpointing"] is True
+    assert max_diff(weights(tmp_path / "plain"), weights(tmp_path / "ckpt")) < 1e-6

@@ -296,8 +296,12 @@ def build_trainee(pretrained: str | None, tokenizer: str | None, max_length: int
             "pretrained_weights_sha256": weights_sha256(pretrained), "max_length": int(max_length),
             "vocab": trainee.vocab, "tokenizer": tokenizer_identity(tok),
             "encoding": encoding_identity(tok, max_length)}
-    if grad_checkpointing:
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if grad_checkpointing:  # transformers >= 5.x renamed it; older releases have only the first name
+        enable = getattr(hf, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora_rank:
         meta["lora"] = apply_lora(trainee, lora_rank, lora_alpha)
     return trainee, meta
