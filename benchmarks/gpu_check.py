@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"1-process {r['distributed'] and r['distributed']['backend']} DDP vs plain: "
                           + ("weights equal" if r["equal"] else f"max |dw| = {r['max_abs_weight_diff']:.3g}")))
         check.section("llm distill", lambda: llm_distill_section(args, work), needs_s=120 * quick, summary=lambda r: (
-            f"Llama {r['params']['student'] / 1e6:.0f}M from {r['params']['teacher'] / 1e6:.0f}M: offline "
+            f"Llama {r['params']['student'] / 1e6:.3g}M from {r['params']['teacher'] / 1e6:.3g}M: offline "
             f"{r['offline']['tokens_per_s']:.0f} tok/s, online {r['online']['tokens_per_s']:.0f} tok/s "
             f"({r['offline_over_online']:.2f}x); online {memory_text(r['online'])}"))
         check.section("paper regime", lambda: paper_section(args, work, data), needs_s=20 * quick, summary=lambda r: (
