@@ -34,6 +34,11 @@ Status per section: ok, failed (an error: exit code 1), timeout (ran past the bu
             on that data, T = 1, 5, 10, one seed after another while the next one fits (a
             sweep, so finished cells are kept); its report table.
 
+9. llm distill  (runs before 8) token-level distillation of a config-built Llama (~0.55B) from a ~1.4B Llama
+            teacher (random weights, a 32,000-word vocabulary, nothing downloaded), bf16 autocast
+            and activation checkpointing: learned tokens/s offline (top-64 cache) and online, peak
+            memory (--quick or CPU: toy sizes).
+
 The table goes to stdout; the JSON (default gpu_check-<device>.json) holds every figure.
 """
 
@@ -468,6 +473,88 @@ def llm_score_text(r: dict[str, Any]) -> str:
             f"max |dlogL| {best['max_abs_loglik_diff']:.2g}")
 
 
+# The LLM distillation section (issue 24): its own functions, one entry in main().
+
+#: Llama configs built locally (random weights, nothing downloaded): (hidden, layers, heads, ffn).
+#: Full size: a ~0.55B student and a ~1.4B teacher with a 32,000-token vocabulary; --quick: toys.
+LLM_SIZES = {"student": (1536, 16, 12, 4096), "teacher": (2048, 24, 16, 5632)}
+LLM_SIZES_QUICK = {"student": (64, 2, 4, 128), "teacher": (96, 2, 4, 192)}
+
+
+def _word_tokenizer(vocab: int) -> Any:
+    """A word-level tokenizer of `vocab` tokens w0, w1, ... (BOS <s>, EOS </s>): one token per
+    word, so the corpus's sequence lengths are exact."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = {"<s>": 0, "</s>": 1, "<unk>": 2, **{f"w{i}": i + 3 for i in range(vocab - 3)}}
+    tok = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def _llama_dir(folder: Path, tok: Any, size: tuple[int, int, int, int], max_length: int, seed: int) -> int:
+    """A randomly initialised Llama of `size` saved with `tok` in `folder`; returns its parameter count."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hidden, layers, heads, ffn = size
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=ffn,
+                                         num_hidden_layers=layers, num_attention_heads=heads,
+                                         num_key_value_heads=heads, max_position_embeddings=max_length,
+                                         bos_token_id=0, eos_token_id=1, tie_word_embeddings=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return sum(p.numel() for p in model.parameters())
+
+
+def llm_distill_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Token-level distillation of a config-built Llama student from a larger Llama teacher:
+    learned tokens/s of one epoch offline (top-64 cache) and online (live bf16 teacher), with
+    peak memory; bf16 autocast and activation checkpointing on CUDA."""
+    try:
+        import tokenizers  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise Skip(f"needs transformers and tokenizers ({exc})") from None
+    quick = args.quick or args.device != "cuda"
+    sizes = LLM_SIZES_QUICK if quick else LLM_SIZES
+    vocab, length, lines, batch = (512, 32, 96, 8) if quick else (32000, 512, 512, 8)
+    tok = _word_tokenizer(vocab)
+    params = {role: _llama_dir(work / f"lm-{role}", tok, size, length, seed)
+              for seed, (role, size) in enumerate(sizes.items())}
+    rng = torch.Generator().manual_seed(0)
+    words = torch.randint(3, vocab, (lines, length - 2), generator=rng).tolist()
+    half = (length - 2) // 2  # prompt and response halves: the response is learned
+    corpus = work / "lm-corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"prompt": " ".join(f"w{w - 3}" for w in row[:half]),
+                                          "response": " " + " ".join(f"w{w - 3}" for w in row[half:])}) + "\n"
+                              for row in words))
+    common = ["--arch", "causal-lm", "--pretrained", work / "lm-student", "--dataset", "corpus", "--data", corpus,
+              "--max-length", length, "-T", "2", "--epochs", "1", "--batch-size", batch, "--optimizer", "adamw",
+              "--lr", "1e-4", "--grad-checkpointing", "--force", "-q", "--device", args.device]
+    out: dict[str, Any] = {"params": params, "vocab": vocab, "max_length": length, "lines": lines,
+                           "bf16_autocast": args.device == "cuda"}
+    t0 = time.perf_counter()
+    kdfair("predict", work / "lm-teacher", "--dataset", "corpus", "--data", corpus, "--top-k", "64",
+           "--cache-temperatures", "2", "--max-length", length, "--device", args.device, "-o", work / "lm-cache")
+    out["cache_seconds"] = round(time.perf_counter() - t0, 2)
+    for mode, source in (("offline", ["--teacher-logits", work / "lm-cache"]),
+                         ("online", ["--teacher", work / "lm-teacher"])):
+        with peak_memory(args.device) as mem:
+            kdfair("distill", *source, *common, "-o", work / f"lm-ds-{mode}")
+        meta = json.loads((work / f"lm-ds-{mode}" / "model.json").read_text())
+        import pandas as pd
+
+        seconds = float(pd.read_parquet(work / f"lm-ds-{mode}" / "history.parquet")["seconds"].iloc[0])
+        out[mode] = {"train_tokens": meta["lm"]["train_tokens"], "epoch_seconds": round(seconds, 3),
+                     "tokens_per_s": round(meta["lm"]["train_tokens"] / seconds, 1), **mem}
+    out["offline_over_online"] = round(out["offline"]["tokens_per_s"] / out["online"]["tokens_per_s"], 3)
+    return out
+
+
 def args_left(args: argparse.Namespace) -> float:
     return args.check.left()
 
@@ -588,6 +675,10 @@ def main(argv: list[str] | None = None) -> int:
                           + ("weights equal" if r["equal"] else f"max |dw| = {r['max_abs_weight_diff']:.3g}")))
         check.section("llm score", lambda: llm_score_section(args, work), needs_s=60 * quick,
                       summary=llm_score_text)
+        check.section("llm distill", lambda: llm_distill_section(args, work), needs_s=120 * quick, summary=lambda r: (
+            f"Llama {r['params']['student'] / 1e6:.3g}M from {r['params']['teacher'] / 1e6:.3g}M: offline "
+            f"{r['offline']['tokens_per_s']:.0f} tok/s, online {r['online']['tokens_per_s']:.0f} tok/s "
+            f"({r['offline_over_online']:.2f}x); online {memory_text(r['online'])}"))
         check.section("paper regime", lambda: paper_section(args, work, data), needs_s=20 * quick, summary=lambda r: (
             f"{len(r['seeds'])} seed(s) at {r['image_size']} px, ~{sum(r['seconds_per_seed']) / len(r['seeds']):.0f}s "
             f"per seed; DS acc by T: " + ", ".join(

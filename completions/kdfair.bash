@@ -5,7 +5,7 @@
 #   data llm-toy: --audit-per-category --corpus-per-category --guess-rate --json --out --planted-rate --seed -o
 #   data trifeature: --image-size --json --out --seed --spurious --test-per-combination --train-per-combination --twin-group-size --val-per-combination -o
 #   demo: --device --out --quick -o
-#   distill: --alpha --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --no-t2-scaling --optimizer --out --pretrained --quiet --resume --schedule --seed --select --t2-scaling --teacher --teacher-logits --temperature --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -T -o -q
+#   distill: --alpha --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-accum --grad-checkpointing --grad-clip --json --label-smoothing --lora-alpha --lora-rank --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --no-grad-checkpointing --no-t2-scaling --optimizer --out --parallel --pretrained --quiet --resume --save-every --schedule --seed --select --t2-scaling --teacher --teacher-logits --temperature --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -T -o -q
 #   group-fairness: --attr-prefix --attribute --bootstrap --confidence --eod-agg --id-col --json --label-col --null --null-permutation --out --per-class --positive-class --pred-col --seed --versus -o
 #   import lm-eval: --filter --out --unknown -o
 #   individual-fairness: --bootstrap --confidence --id-col --json --label-col --logits-col --model-output --out --output-distance --pairs --permutations --pred-col --seed --temperature --versus -o
@@ -16,7 +16,7 @@
 #   sweep run: --device --index --out --stage --verbose -o -v
 #   sweep slurm: --account --cpus --gpus --kdfair --max-parallel --mem --out --partition --scripts --setup --signal-minutes --time -o
 #   sweep status: --json --spec
-#   train-teacher: --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --optimizer --out --pretrained --quiet --resume --role --schedule --seed --select --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -o -q
+#   train-teacher: --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-accum --grad-checkpointing --grad-clip --json --label-smoothing --lora-alpha --lora-rank --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --no-grad-checkpointing --optimizer --out --parallel --pretrained --quiet --resume --role --save-every --schedule --seed --select --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -o -q
 
 _kdfair_completion() {
     local IFS=$'

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["env", "data", "teacher", "bare loop", "predict", "distill", "torchrun", "llm score", "paper regime"]
+SECTIONS = ["env", "data", "teacher", "bare loop", "predict", "distill", "torchrun", "llm score", "llm distill",
+            "paper regime"]
 
 
 @pytest.mark.slow
@@ -39,6 +40,10 @@ def test_cpu_quick_check_exits_0_with_a_table_and_json(tmp_path) -> None:
         bare = sections["bare loop"]
         assert bare["kdfair_over_bare"] == pytest.approx(
             sections["teacher"]["steady_images_per_s"] / bare["steady_images_per_s"], rel=0.01)
+    llm = sections["llm distill"]
+    if llm["status"] == "ok":
+        assert llm["offline"]["train_tokens"] == llm["online"]["train_tokens"] > 0
+        assert llm["offline"]["tokens_per_s"] > 0 and llm["online"]["tokens_per_s"] > 0
     if sections["torchrun"]["status"] == "ok":
         assert sections["torchrun"]["distributed"] == {"world_size": 1, "backend": "gloo"}
         assert sections["torchrun"]["max_abs_weight_diff"] < 1e-4

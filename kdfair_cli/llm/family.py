@@ -12,7 +12,8 @@ from kdfair_cli.models.families import ArchFamily
 
 
 def _build(cfg: Any, info: Any, train: Any) -> tuple[Any, dict]:
-    return build_trainee(cfg.pretrained, cfg.tokenizer, cfg.max_length)
+    return build_trainee(cfg.pretrained, cfg.tokenizer, cfg.max_length, lora_rank=cfg.lora_rank,
+                         lora_alpha=cfg.lora_alpha, grad_checkpointing=cfg.grad_checkpointing)
 
 
 def _objective(cfg: Any, model: Any, train_b: Any, val_b: Any, train: Any, device: Any,
@@ -50,4 +51,6 @@ def _predictor(model_dir: Path) -> Any:
 
 
 FAMILY = ArchFamily(name=ARCH_FAMILY, wants_data="--dataset corpus", wants_arch="--arch causal-lm",
-                    build=_build, save=_save, objective=_objective, predictor=_predictor)
+                    build=_build, save=_save, objective=_objective, predictor=_predictor,
+                    supports=frozenset({"lora_rank", "lora_alpha", "grad_checkpointing", "fsdp"}),
+                    shard_units=lambda model: model.blocks())

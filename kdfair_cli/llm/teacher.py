@@ -50,6 +50,8 @@ def live_lm_teacher(cfg: TrainConfig, trainee: CausalLMTrainee, device: torch.de
     check_same_tokenizer(tok, trainee.tokenizer, str(path), str(cfg.pretrained))
     check_positions(hf, trainee.max_length, "teacher", path)
     model = CausalLMTrainee(hf, tok, trainee.max_length).to(device).eval()
+    if device.type == "cuda" and cfg.amp:  # a frozen teacher needs no float32 master weights
+        model.to(torch.bfloat16)
     for p in model.parameters():
         p.requires_grad_(False)
 

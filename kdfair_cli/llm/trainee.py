@@ -177,6 +177,8 @@ class CausalLMTrainee(nn.Module):
             raise KdfairError(f"model type {self.hf.config.model_type} has no separate base model and "
                               "output embedding; it cannot be trained as a causal LM here")
         self.softcap = getattr(self.hf.config, "final_logit_softcapping", None)
+        #: the peft wrapper when LoRA adapters were added (kdfair_cli.llm.trainee.apply_lora)
+        self.lora: Any = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.hf.base_model(input_ids=x[:, 0], attention_mask=x[:, 1], use_cache=False).last_hidden_state
@@ -199,10 +201,23 @@ class CausalLMTrainee(nn.Module):
         return LMBatches(self.encode_split(split), device)
 
     def write_dir(self, out: Path, state_dict: dict | None = None) -> None:
-        """save_pretrained (one model.safetensors) and the tokenizer into `out`."""
+        """save_pretrained (one model.safetensors) and the tokenizer into `out`; LoRA adapters are
+        merged into the weights first, so the folder is a plain transformers model."""
         if state_dict is not None:
             self.load_state_dict(state_dict)
+        if self.lora is not None:
+            self.hf = self.lora.merge_and_unload()
+            self.lora = None
         write_pretrained(out, self.hf, self.tokenizer)
+
+    def blocks(self) -> list[nn.Module]:
+        """The transformer blocks (the classes transformers never splits across devices)."""
+        names = set(getattr(self.hf, "_no_split_modules", None) or [])
+        found = [m for m in self.hf.modules() if type(m).__name__ in names]
+        if not found:
+            raise KdfairError(f"model type {self.hf.config.model_type}: no transformer blocks found to shard "
+                              "with --parallel fsdp")
+        return found
 
 
 def load_lm_dir(path: str | Path, what: str) -> tuple[nn.Module, Any]:
@@ -241,8 +256,33 @@ def weights_sha256(path: str | Path) -> str:
     return files_fingerprint(*files)
 
 
-def build_trainee(pretrained: str | None, tokenizer: str | None, max_length: int) -> tuple[CausalLMTrainee, dict]:
-    """The student (or NDS / teacher) to train from --pretrained, and what model.json records."""
+def apply_lora(trainee: CausalLMTrainee, rank: int, alpha: float) -> dict[str, Any]:
+    """Add LoRA adapters of `rank` through peft (in place; every other weight frozen) and return
+    what model.json records. The targets are peft's defaults for the model type (for Llama:
+    q_proj and v_proj); alpha 0 means 2 x rank; no adapter dropout."""
+    try:
+        import peft
+    except ImportError:
+        raise KdfairError("--lora-rank needs peft, which is not installed: pip install 'kdfair[lora]'") from None
+    config = peft.LoraConfig(r=int(rank), lora_alpha=float(alpha or 2 * rank), lora_dropout=0.0, bias="none")
+    try:
+        wrapped = peft.get_peft_model(trainee.hf, config)
+    except ValueError as exc:
+        raise KdfairError(f"--lora-rank: peft cannot add adapters to model type "
+                          f"{trainee.hf.config.model_type} ({str(exc).splitlines()[0]})") from exc
+    object.__setattr__(trainee, "lora", wrapped)  # not a submodule: the adapters live inside trainee.hf
+    trainable = sum(p.numel() for p in trainee.parameters() if p.requires_grad)
+    return {"rank": int(rank), "alpha": float(config.lora_alpha), "dropout": 0.0,
+            "target_modules": sorted(wrapped.peft_config["default"].target_modules),
+            "trainable_parameters": int(trainable), "saved": "merged into the weights"}
+
+
+def build_trainee(pretrained: str | None, tokenizer: str | None, max_length: int, *, lora_rank: int = 0,
+                  lora_alpha: float = 0.0, grad_checkpointing: bool = False) -> tuple[CausalLMTrainee, dict]:
+    """The student (or NDS / teacher) to train from --pretrained, and what model.json records.
+
+    grad_checkpointing: transformers' activation checkpointing of the decoder blocks
+    (non-reentrant, so frozen inputs under LoRA still get gradients and dropout replays)."""
     if not pretrained:
         raise KdfairError("--arch causal-lm needs --pretrained DIR: a local transformers causal-LM "
                           "directory holding the initial weights and the tokenizer")
@@ -256,5 +296,13 @@ def build_trainee(pretrained: str | None, tokenizer: str | None, max_length: int
             "pretrained_weights_sha256": weights_sha256(pretrained), "max_length": int(max_length),
             "vocab": trainee.vocab, "tokenizer": tokenizer_identity(tok),
             "encoding": encoding_identity(tok, max_length)}
+    if grad_checkpointing:  # transformers >= 5.x renamed it; older releases have only the first name
+        enable = getattr(hf, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora_rank:
+        meta["lora"] = apply_lora(trainee, lora_rank, lora_alpha)
     return trainee, meta
 

@@ -51,6 +51,11 @@ class ArchFamily:
     #: predictor(model_dir) -> predict(model_dir, **options) when the directory is the family's
     #: and predicts its own way (without model.json), else None.
     predictor: Callable[[Path], Callable[..., Any] | None] | None = None
+    #: Training settings only some families implement (TrainConfig refuses them elsewhere):
+    #: "lora_rank", "lora_alpha", "grad_checkpointing", "fsdp".
+    supports: frozenset[str] = frozenset()
+    #: shard_units(model) -> the submodules FSDP shards one by one (its blocks), for "fsdp".
+    shard_units: Callable[[Any], list[Any]] | None = None
 
 
 def family(name: str) -> ArchFamily:

@@ -16,6 +16,7 @@ from kdfair_cli.errors import require
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 SELECTIONS = ("last", "best")
+PARALLEL = ("ddp", "fsdp")
 ROLES = ("teacher", "nds", "ds")
 #: Tokens per text (text classifiers) or corpus line (causal LMs); also the teacher cache's default.
 DEFAULT_MAX_LENGTH = 128
@@ -131,6 +132,23 @@ class TrainConfig:
     channels_last: bool = setting("NHWC memory format on CUDA (faster convolutions with bf16).",
                                   default=False, panel="Run")
     compile: bool = setting("torch.compile the model.", default=False, panel="Run")
+    grad_accum: int = setting("Micro-batches of --batch-size per optimizer step (gradient accumulation); "
+                              "the step's loss is the mean over all its samples or learned tokens, as "
+                              "one batch of N x --batch-size.", default=1, panel="Training", spec=True)
+    grad_checkpointing: bool = setting("Activation checkpointing of the transformer blocks (--arch "
+                                       "causal-lm): recompute their activations in the backward pass.",
+                                       default=False, panel="Training")
+    lora_rank: int = setting("LoRA adapters of this rank through peft (--arch causal-lm; 0 = full "
+                             "fine-tuning); only the adapters train, and they are merged into the saved "
+                             "weights.", default=0, panel="Model")
+    lora_alpha: float = setting("LoRA scaling alpha (the update is alpha/rank x BA; 0 = twice the rank).",
+                                default=0.0, panel="Model")
+    save_every: int = setting("Also save the training state every STEPS optimizer steps, mid-epoch "
+                              "(0 = after each epoch only); --resume continues from the last one.",
+                              default=0, panel="Run", metavar="STEPS")
+    parallel: str = setting("Under torchrun: ddp (replicated model) or fsdp (weights, gradients and "
+                            "optimizer state sharded over the processes; --arch causal-lm).",
+                            default="ddp", panel="Run", choices=PARALLEL)
     workers: int = setting("DataLoader worker processes for streaming datasets (imagefolder); 0 decodes "
                            "in the main process.", default=4, panel="Data")
 
@@ -152,6 +170,12 @@ class TrainConfig:
         require(0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
                 f"--warmup-epochs must be smaller than --epochs, got {self.warmup_epochs}")
         require(0 < self.val_fraction < 1, f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        require(self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}")
+        require(self.save_every >= 0, f"--save-every must be >= 0 (0 = per epoch), got {self.save_every}")
+        require(self.lora_rank >= 0, f"--lora-rank must be >= 0 (0 = off), got {self.lora_rank}")
+        require(self.lora_alpha >= 0 and math.isfinite(self.lora_alpha),
+                f"--lora-alpha must be >= 0, got {self.lora_alpha}")
+        self._check_family_settings()
         require(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
         require(self.pretrained is None or Path(self.pretrained).exists(),
                 f"--pretrained {self.pretrained}: no such file or folder")
@@ -165,18 +189,52 @@ class TrainConfig:
         out = Path(self.out)
         require(not out.exists() or out.is_dir(), f"output {out} exists and is not a directory")
 
+    def _check_family_settings(self) -> None:
+        """Settings only some architecture families implement (ArchFamily.supports)."""
+        from kdfair_cli.models.families import arch_family
+
+        asked = {"lora_rank": (self.lora_rank > 0, "--lora-rank"),
+                 "lora_alpha": (self.lora_alpha > 0, "--lora-alpha"),
+                 "grad_checkpointing": (self.grad_checkpointing, "--grad-checkpointing"),
+                 "fsdp": (self.parallel == "fsdp", "--parallel fsdp")}
+        if not any(on for on, _ in asked.values()):
+            return
+        family = arch_family(self.arch) if self.arch else None
+        supports = family.supports if family is not None else frozenset()
+        for key, (on, flag) in asked.items():
+            require(not on or key in supports, f"{flag} does not apply to --arch {self.arch} "
+                    f"(it applies to {_supporters(key)})")
+        require(self.lora_alpha == 0 or self.lora_rank > 0, "--lora-alpha needs --lora-rank")
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def run_hash(self) -> str:
         """Identity of the run for --resume: everything but where it runs."""
-        blob = {k: v for k, v in self.to_json().items() if k not in ("device", "out", "workers")}
+        blob = {k: v for k, v in self.to_json().items() if k not in ("device", "out", "workers", "save_every")}
+        # Settings added later enter the identity only away from their defaults, so a state saved
+        # before they existed still resumes.
+        for name in _LATER:
+            if blob[name] == setting_default(name):
+                del blob[name]
         # Identities of runs saved before the distillation settings had one declaration stay
         # valid: T^2 scaling under its old name, and no alpha where it does not apply.
         blob["kd_scale_t2"] = blob.pop("t2_scaling")
         if self.role != "ds":
             blob["alpha"] = None
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Settings added after states were first saved (see run_hash).
+_LATER = ("grad_accum", "grad_checkpointing", "lora_rank", "lora_alpha", "parallel")
+
+
+def _supporters(key: str) -> str:
+    """The --arch values whose family supports `key`, for a refusal."""
+    from kdfair_cli.models.families import ARCH_FAMILIES, family
+
+    archs = [a for a, f in ARCH_FAMILIES.items() if key in family(f).supports]
+    return ", ".join(f"--arch {a}" for a in archs) or "no architecture"
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:

@@ -1,4 +1,5 @@
-"""Multi-process training and prediction under torchrun (DistributedDataParallel).
+"""Multi-process training and prediction under torchrun (DistributedDataParallel, or FSDP2 with
+--parallel fsdp).
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them everything runs in one process.
 Backend: nccl when the processes use CUDA (each on cuda:LOCAL_RANK), gloo on CPU. A single
@@ -127,3 +128,63 @@ def gather_objects(obj, env: DistEnv) -> list:
     out = [None] * env.world
     dist.all_gather_object(out, obj)
     return out
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """True for a model sharded with FSDP2's fully_shard."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def fsdp_shard(model: torch.nn.Module, units: list[torch.nn.Module]) -> torch.nn.Module:
+    """Shard `model` over the process group with PyTorch's FSDP2 (fully_shard): each of `units`
+    (the transformer blocks) is one all-gather unit, the rest (embeddings, final norm, head) the
+    root's. In place; the module keeps its class and parameter names (as DTensor shards)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for unit in units:
+        fully_shard(unit)
+    fully_shard(model)
+    return model
+
+
+def _full_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def full_model_state(model: torch.nn.Module, env: DistEnv) -> dict:
+    """The model's full (gathered) state dict on rank 0; {} on the other ranks. Under FSDP every
+    rank must call it (the gather is collective); unsharded, only rank 0 needs to."""
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(model, options=_full_options())
+    return model.state_dict() if env.main else {}
+
+
+def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, env: DistEnv) -> dict:
+    """The optimizer's full state on rank 0 (keyed by parameter name under FSDP); {} elsewhere."""
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        return get_optimizer_state_dict(model, optimizer, options=_full_options())
+    return optimizer.state_dict() if env.main else {}
+
+
+def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, model_state: dict,
+                    optimizer_state: dict, env: DistEnv) -> None:
+    """Load a full state (what full_model_state / full_optimizer_state saved) on every rank."""
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions, set_model_state_dict, set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, model_state, options=options)
+        set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)
+        return
+    model.load_state_dict(model_state)
+    optimizer.load_state_dict(optimizer_state)

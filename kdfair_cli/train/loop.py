@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import atomic_path
 from kdfair_cli.data.batches import Batches, augment_generator, epoch_order, epoch_seed
 from kdfair_cli.train.config import TrainConfig, lr_at
-from kdfair_cli.train.distributed import DistEnv, all_sum, any_rank, shard
+from kdfair_cli.train.distributed import (
+    DistEnv, all_sum, any_rank, full_model_state, full_optimizer_state, gather_objects, is_sharded,
+    load_full_state, shard,
+)
 from kdfair_cli.train.progress import EpochReporter
 from kdfair_cli.train.signals import stop_on_signals
 
@@ -92,9 +96,11 @@ def autocast(device: torch.device, enabled: bool):
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and BatchNorm parameters."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    """SGD (Nesterov momentum) or AdamW over the trainable parameters (frozen ones, e.g. the base
+    weights under LoRA, get no optimizer state); no weight decay on biases and BatchNorm parameters."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim > 1]
+    no_decay = [p for p in trainable if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
@@ -137,11 +143,35 @@ def input_identity(dataset_fingerprint: str, teacher: dict | None) -> dict[str, 
 
 
 def _save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                history: list[dict], best: dict | None, run_hash: str, inputs: dict[str, str]) -> None:
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epochs_done": epoch,
+                history: list[dict], best: dict | None, run_hash: str, inputs: dict[str, str],
+                dist: DistEnv | None = None, mid_epoch: dict | None = None) -> None:
+    """Write the training state (rank 0). Under FSDP every rank takes part in gathering the full
+    weights and optimizer state; `mid_epoch` holds each rank's position within epoch `epoch`."""
+    dist = dist or DistEnv()
+    model_sd, optim_sd = full_model_state(model, dist), full_optimizer_state(model, optimizer, dist)
+    if not dist.main:
+        return
+    state = {"model": model_sd, "optimizer": optim_sd, "epochs_done": epoch,
              "history": history, "best": best, "run_hash": run_hash, "inputs": inputs}
+    if mid_epoch is not None:
+        state["mid_epoch"] = mid_epoch
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+def _rng_state(device: torch.device, gen: torch.Generator) -> dict:
+    """This process's random state within an epoch: the global RNG (dropout) and augmentation."""
+    state = {"cpu": torch.get_rng_state(), "augment": gen.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device, gen: torch.Generator) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    gen.set_state(state["augment"].cpu())
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 def _load_state(path: Path, run_hash: str, device: torch.device, inputs: dict[str, str]) -> dict:
@@ -170,29 +200,46 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
 
     Under DDP (`dist` active, `model` wrapped in DistributedDataParallel) each rank trains on
     its shard of every epoch's order with a local batch of batch_size / world; only rank 0
-    validates and saves the training state. `inputs` (input_identity) is recorded in the state;
-    --resume refuses a state whose inputs differ. `evaluator` validates (default: classification
-    loss and accuracy on data.val).
+    validates and saves the training state. Under FSDP (`model` sharded with fully_shard) every
+    rank validates and takes part in gathering the full state; rank 0 writes it. `inputs`
+    (input_identity) is recorded in the state; --resume refuses a state whose inputs differ.
+    `evaluator` validates (default: classification loss and accuracy on data.val).
+
+    An optimizer step takes cfg.grad_accum micro-batches of batch_size (consecutive in the
+    epoch's order, so the step sees the samples of one batch of grad_accum x batch_size). With
+    grad_accum > 1 or under FSDP the step's gradient is weighted by count: each micro-batch's
+    mean loss is multiplied by its count (samples, or learned tokens for a causal LM), and the
+    summed gradient is divided by the step's total count over all ranks, so the step equals one
+    big batch's mean over its samples or tokens (exact up to float rounding). With grad_accum 1
+    under DDP (or one process) the step is the batch's own mean loss, as before.
     """
     inputs = inputs or {}
     dist = dist or DistEnv()
     torch.manual_seed(cfg.seed)
+    sharded = is_sharded(model)
     inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     n = len(data.train)
     n_seen = -(-n // dist.world) * dist.world  # samples per epoch over all ranks (padded)
-    steps = (n_seen + cfg.batch_size - 1) // cfg.batch_size
+    accum = cfg.grad_accum
+    steps = (n_seen + cfg.batch_size * accum - 1) // (cfg.batch_size * accum)  # optimizer steps
     local_batch = cfg.batch_size // dist.world
+    weighted = accum > 1 or sharded
     channels_last = cfg.channels_last and device.type == "cuda"
     optimizer = make_optimizer(model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
     run_hash = cfg.run_hash()
     history: list[dict] = []
     best: dict | None = None
     start_epoch = 0
+    mid: dict | None = None
     if resume and state_path.exists():
         state = _load_state(state_path, run_hash, device, inputs)
-        inner.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_full_state(inner, optimizer, state["model"], state["optimizer"], dist)
         history, best, start_epoch = list(state["history"]), state["best"], int(state["epochs_done"])
+        mid = state.get("mid_epoch")
+        if mid is not None and mid["world"] != dist.world:
+            raise KdfairError(f"cannot resume from {state_path}: it stopped mid-epoch with {mid['world']} "
+                              f"process(es), not {dist.world}; resume with as many")
     model.to(device).train()
     t_start = time.perf_counter()
     trained = 0
@@ -206,29 +253,50 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
             counted = torch.zeros((), device=device, dtype=torch.long)
-            batches = data.train.epoch(order, local_batch, cfg.augment, gen)
-            for step, (index, x) in enumerate(batches):
+            first = 0
+            if mid is not None:  # continue where the step checkpoint left this epoch
+                mine = mid["ranks"][dist.rank]
+                first = int(mid["steps_done"])
+                loss_sum, correct, counted = (mine[k].to(device) for k in ("loss_sum", "correct", "counted"))
+                _set_rng_state(mine["rng"], device, gen)
+                mid = None
+            micro = iter(data.train.epoch(order[first * local_batch * accum:], local_batch, cfg.augment, gen))
+            for step in range(first, steps):
                 if any_rank(flag["stop"], dist, device):
                     raise Interrupted(epoch)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
                 lr = lr_at(cfg, epoch * steps + step, steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                y = data.train_labels[index]
-                with autocast(device, cfg.amp):
-                    step_loss = objective(model(x), y, index, x)
-                loss = step_loss.loss
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                step_count = torch.zeros((), device=device, dtype=torch.long)
+                for index, x in itertools.islice(micro, accum):
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    y = data.train_labels[index]
+                    with autocast(device, cfg.amp):
+                        step_loss = objective(model(x), y, index, x)
+                    loss = step_loss.loss
+                    (loss * step_loss.count if weighted else loss).backward()
+                    loss_sum += loss.detach() * step_loss.count
+                    correct += step_loss.correct
+                    counted += step_loss.count
+                    step_count += step_loss.count
+                if weighted:  # sum of count x gradient -> the step's mean over all its samples / tokens
+                    scale = (dist.world if dist.active else 1) / max(1, int(all_sum(step_count, dist)))
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.mul_(scale)
                 if cfg.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
-                loss_sum += loss.detach() * step_loss.count
-                correct += step_loss.correct
-                counted += step_loss.count
                 if report.live:
                     report.batch(float(loss), float(correct) / max(1, int(counted)))
+                done = epoch * steps + step + 1
+                if cfg.save_every and done % cfg.save_every == 0 and step + 1 < steps:
+                    ranks = gather_objects({"loss_sum": loss_sum.cpu(), "correct": correct.cpu(),
+                                            "counted": counted.cpu(), "rng": _rng_state(device, gen)}, dist)
+                    _save_state(state_path, inner, optimizer, epoch, history, best, run_hash, inputs, dist,
+                                mid_epoch={"steps_done": step + 1, "world": dist.world, "ranks": ranks})
             trained += n
             loss_sum, correct = all_sum(loss_sum, dist), all_sum(correct, dist)
             counted = max(1, int(all_sum(counted, dist)))
@@ -237,21 +305,22 @@ def fit(model: nn.Module, data: LoopData, cfg: TrainConfig, objective: Objective
                                "lower --lr or set --grad-clip (e.g. 5)")
             record = {"epoch": epoch, "train_loss": float(loss_sum) / counted, "train_acc": float(correct) / counted,
                       "lr": lr, "seconds": time.perf_counter() - t0, "val_loss": None, "val_acc": None}
-            if evaluator is not None and dist.main:
+            validates = dist.main or sharded  # a sharded model's forward needs every rank
+            if evaluator is not None and validates:
                 record["val_loss"], record["val_acc"] = evaluator(inner)
-            elif data.val is not None and dist.main:
+            elif data.val is not None and validates:
                 record["val_loss"], record["val_acc"] = evaluate(inner, data.val, data.val_labels,
                                                                  cfg.batch_size, cfg.amp)
             history.append(record)
             if cfg.select == "best" and (best is None or (record["val_acc"] or 0) > best["val_acc"]):
                 best = {"epoch": epoch, "val_acc": record["val_acc"] or 0,
-                        "model": copy.deepcopy(inner.state_dict())}
-            if dist.main:
-                _save_state(state_path, inner, optimizer, epoch + 1, history, best, run_hash, inputs)
+                        "model": copy.deepcopy(full_model_state(inner, dist))}
+            if dist.main or sharded:
+                _save_state(state_path, inner, optimizer, epoch + 1, history, best, run_hash, inputs, dist)
             report.end_epoch(record)
     seconds = time.perf_counter() - t_start
     if cfg.select == "best" and best is not None:
         state_dict, selected = best["model"], int(best["epoch"])
     else:
-        state_dict, selected = inner.state_dict(), cfg.epochs - 1
+        state_dict, selected = full_model_state(inner, dist), cfg.epochs - 1
     return FitResult(state_dict, history, selected, seconds, trained / seconds if seconds > 0 else 0.0)

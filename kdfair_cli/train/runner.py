@@ -193,7 +193,10 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
         objective = hard_label_objective(cfg)
     data = LoopData(train_b, train_y, val_b, val_y)
     trainee = model
-    if env.active:
+    sharded = env.active and cfg.parallel == "fsdp"
+    if sharded:  # in place: `model` itself holds shards from here on
+        trainee = distributed.fsdp_shard(model, family.shard_units(model))
+    elif env.active:
         trainee = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     refuse_input_target(out)  # every input is read by now: none may live in the model being written
@@ -202,6 +205,8 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
                  inputs=input_identity(info.fingerprint, provenance), evaluator=evaluator)
     if not env.main:
         return None
+    if sharded:  # rank 0 saves from an unsharded copy of the same architecture
+        model, _, _ = prepare_model(cfg, info, train, device)
     model.load_state_dict(result.state_dict)
     if evaluator is not None:
         val_loss, val_acc = evaluator(model)

@@ -36,8 +36,10 @@ GENERATE_KEYS: dict[str, type] = {k: type(v) for k, v in TOY_DEFAULTS.items()}
 #: Spec keys of TrainConfig the causal-LM path does not read: the architecture is causal-lm, and
 #: image augmentation and label smoothing do not apply to next-token learning.
 NOT_FOR_LM = ("arch", "augment", "label_smoothing")
+#: Training settings that only causal LMs have (not keys of the classifier sweep).
+LM_ONLY_KEYS = ("max_length", "grad_checkpointing", "lora_rank", "lora_alpha")
 TRAIN_KEYS: dict[str, type] = {**{k: t for k, t in spec_keys().items() if k not in NOT_FOR_LM},
-                               "max_length": setting_types()["max_length"]}
+                               **{k: setting_types()[k] for k in LM_ONLY_KEYS}}
 TEACHER_KEYS: dict[str, type] = {"pretrained": str, "corpus": str, "seed": int, **TRAIN_KEYS}
 STUDENT_KEYS: dict[str, type] = {"pretrained": str, **TRAIN_KEYS}
 #: [audit] key -> (function, its parameter): the defaults are those of `kdfair predict --dataset bbq`
