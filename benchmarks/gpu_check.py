@@ -24,7 +24,9 @@ Status per section: ok, failed (an error: exit code 1), timeout (ran past the bu
             online/offline epoch-time ratio, peak memory.
 7. torchrun train-teacher under `torchrun --nproc_per_node 1` (DDP path, nccl on CUDA, gloo on
             CPU) against the same run without torchrun: the largest weight difference.
-8. paper    with the time left: the paper's Trifeature regime (examples/trifeature.toml's
+8. generation  `kdfair generate`'s engines on a random Qwen2-shaped model: HF batched generate
+            prompts/s, and vLLM's on the same token ids (with its ratio) when vLLM is installed.
+9. paper    with the time left: the paper's Trifeature regime (examples/trifeature.toml's
             recipe: ResNet-20 teacher 30 epochs, LeNet-5 NDS and DS 6 epochs; --quick: 1 epoch)
             on that data, T = 1, 5, 10, one seed after another while the next one fits (a
             sweep, so finished cells are kept); its report table.
@@ -364,6 +366,61 @@ def torchrun_section(args: argparse.Namespace, work: Path, data: dict) -> dict[s
     return {"distributed": meta.get("distributed"), "max_abs_weight_diff": diff, "equal": diff == 0.0}
 
 
+def generation_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """`kdfair generate`'s engines on one random Qwen2-shaped model (no download): HF batched
+    generate, and vLLM on the same token ids when it is installed; prompts/s and their ratio."""
+    from kdfair_cli.llm.bbq import open_bbq
+    from kdfair_cli.llm.causal_lm import load_causal_lm
+    from kdfair_cli.llm.generate import GENERATION_TEMPLATE, HFEngine, Sampling, VLLMEngine, chat_prompts
+    from kdfair_cli.llm.scoring import TEMPLATE_FIELDS
+    from tests.llm_fakes import tiny_lm, write_bbq
+
+    quick = args.quick or args.device == "cpu"
+    n_items, new_tokens, hidden, layers = (16, 16, 64, 2) if quick else (256, 128, 512, 8)
+    split = open_bbq(write_bbq(work / "gen-bbq", n_per_category=-(-n_items // 4))).split("test")
+    model_dir = tiny_lm(work / "gen-lm", "qwen2", hidden=hidden, layers=layers)
+    lm = load_causal_lm(model_dir, torch.device(args.device))
+    texts = [GENERATION_TEMPLATE.format(**{f: str(split.attrs[f][i]) for f in TEMPLATE_FIELDS})
+             for i in range(min(n_items, len(split.labels)))]
+    ids, _ = chat_prompts(lm.tokenizer, texts, False)
+    sampling = Sampling(max_new_tokens=new_tokens, temperature=0.0)
+    out: dict[str, Any] = {"prompts": len(ids), "max_new_tokens": new_tokens, "hidden": hidden, "layers": layers}
+    engine = HFEngine(lm, 64)
+    engine.generate(ids[:4], sampling)  # warm-up
+    with peak_memory(args.device) as mem:
+        t0 = time.perf_counter()
+        gens = engine.generate(ids, sampling)[0]
+        out["hf_prompts_per_s"] = round(len(ids) / (time.perf_counter() - t0), 2)
+    out["hf_tokens"] = int(sum(g.n_tokens for g in gens))
+    out.update(mem)
+    del lm, engine
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        out["vllm"] = "not installed"
+        return out
+    if args.device != "cuda":
+        out["vllm"] = "needs CUDA"
+        return out
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    v_engine = VLLMEngine(model_dir, seed=0, dtype="bfloat16")
+    v_engine.generate(ids[:4], sampling)
+    t0 = time.perf_counter()
+    v_gens = v_engine.generate(ids, sampling)[0]
+    out["vllm_prompts_per_s"] = round(len(ids) / (time.perf_counter() - t0), 2)
+    out["vllm_tokens"] = int(sum(g.n_tokens for g in v_gens))
+    out["vllm_over_hf"] = round(out["vllm_prompts_per_s"] / out["hf_prompts_per_s"], 2)
+    return out
+
+
+def generation_summary(r: dict) -> str:
+    text = f"HF generate {r['hf_prompts_per_s']:.1f} prompts/s ({r['prompts']} x {r['max_new_tokens']} tokens)"
+    if "vllm_over_hf" in r:
+        return text + f"; vLLM {r['vllm_prompts_per_s']:.1f} prompts/s = {r['vllm_over_hf']:.2f}x HF"
+    return text + f"; vLLM: {r['vllm']}"
+
+
 def args_left(args: argparse.Namespace) -> float:
     return args.check.left()
 
@@ -482,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
                       summary=lambda r: (
                           f"1-process {r['distributed'] and r['distributed']['backend']} DDP vs plain: "
                           + ("weights equal" if r["equal"] else f"max |dw| = {r['max_abs_weight_diff']:.3g}")))
+        check.section("generation", lambda: generation_section(args, work), needs_s=30 * quick,
+                      summary=generation_summary)
         check.section("paper regime", lambda: paper_section(args, work, data), needs_s=20 * quick, summary=lambda r: (
             f"{len(r['seeds'])} seed(s) at {r['image_size']} px, ~{sum(r['seconds_per_seed']) / len(r['seeds']):.0f}s "
             f"per seed; DS acc by T: " + ", ".join(

@@ -6,6 +6,7 @@
 #   data trifeature: --image-size --json --out --seed --spurious --test-per-combination --train-per-combination --twin-group-size --val-per-combination -o
 #   demo: --device --out --quick -o
 #   distill: --alpha --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --no-t2-scaling --optimizer --out --pretrained --quiet --resume --schedule --seed --select --t2-scaling --teacher --teacher-logits --temperature --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -T -o -q
+#   generate: --batch-size --chat --data --data-parallel-size --dataset --device --engine --max-new-tokens --no-chat --out --prompt-template --samples --seed --temperature --tensor-parallel-size --think-tags --top-p -o
 #   group-fairness: --attr-prefix --attribute --bootstrap --confidence --eod-agg --id-col --json --label-col --null --null-permutation --out --per-class --positive-class --pred-col --seed --versus -o
 #   import lm-eval: --filter --out --unknown -o
 #   individual-fairness: --bootstrap --confidence --id-col --json --label-col --logits-col --model-output --out --output-distance --pairs --permutations --pred-col --seed --temperature --versus -o

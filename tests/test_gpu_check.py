@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["env", "data", "teacher", "bare loop", "predict", "distill", "torchrun", "paper regime"]
+SECTIONS = ["env", "data", "teacher", "bare loop", "predict", "distill", "torchrun", "generation", "paper regime"]
 
 
 @pytest.mark.slow
