@@ -255,3 +255,31 @@ def test_generate_corpus_and_provenance(tmp_path: Path) -> None:
     assert len(prov["teacher"]["weights_sha256"]) == 64
     from kdfair_cli.llm.corpus import open_corpus
     assert len(open_corpus(out).split("train").labels) == 6  # the corpus reader takes it as is
+
+
+@pytest.mark.slow
+def test_sequence_distillation_records_the_sampling_temperature(tmp_path: Path) -> None:
+    import hashlib
+
+    from tests.llm_fakes import tiny_lm
+
+    teacher, student = rigged_lm(tmp_path / "teacher", 3), tiny_lm(tmp_path / "student", "llama", seed=4)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Who was at shop {i}?", "id": i}) + "\n" for i in range(12)))
+    corpus = tmp_path / "teacher-0.9.jsonl"
+    run("generate", teacher, "--dataset", "corpus", "--data", prompts, "--temperature", "0.9", "--samples", "2",
+        "--max-new-tokens", "4", "--no-chat", "-o", corpus)
+    common = ["--arch", "causal-lm", "--pretrained", student, "--dataset", "corpus", "--data", corpus,
+              "--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--optimizer", "adamw", "--device", "cpu",
+              "--max-length", "32"]
+    run("distill", "--kd", "sequence", *common, "-o", tmp_path / "ds")
+    meta = json.loads((tmp_path / "ds" / "model.json").read_text())
+    t = meta["teacher"]
+    assert meta["role"] == "ds" and t["mode"] == "sequence" and t["sampling_temperature"] == 0.9
+    assert t["corpus_sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
+    assert t["dir"] == str(teacher.resolve()) and t["samples"] == 2 and len(t["weights_sha256"]) == 64
+    # a corpus changed after generation is refused, one line, nothing written
+    corpus.write_text(corpus.read_text().replace('"sample": 0', '"sample": 0 ', 1))
+    res = runner.invoke(app, [str(a) for a in ("distill", "--kd", "sequence", *common, "-o", tmp_path / "ds2")])
+    assert res.exit_code == 2 and "sha256 differs" in res.output
+    assert not (tmp_path / "ds2" / "model.json").exists()

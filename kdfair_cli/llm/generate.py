@@ -29,13 +29,12 @@ import numpy as np
 from kdfair_cli import __version__
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.llm.answers import read_generation
+from kdfair_cli.llm.sequence import KIND, SIDECAR_SUFFIX
 
 GENERATION_TEMPLATE = ("{context}\n{question}\n(A) {ans0}\n(B) {ans1}\n(C) {ans2}\n"
                        "Answer with the letter of the correct option.")
 ENGINES = ("hf", "vllm")
 VLLM_HINT = "--engine vllm needs vLLM, which is not installed: pip install 'kdfair[vllm]' (a CUDA machine)"
-#: Sidecar of a generated corpus: what distill --kd sequence records as the teacher.
-SIDECAR_SUFFIX = ".provenance.json"
 
 
 @dataclass(frozen=True)
@@ -417,7 +416,7 @@ def generate_corpus(model_dir: str | Path, prompts_path: str | Path, out: str | 
     text = "".join(line + "\n" for line in lines)
     write_text_atomic(out, text)
     provenance = {
-        "kind": "kdfair.generated-corpus/1", "kdfair_version": __version__,
+        "kind": KIND, "kdfair_version": __version__,
         "teacher": {**{k: lm.provenance[k] for k in ("dir", "arch", "config_sha256", "tokenizer_sha256")},
                     "weights_sha256": weights_sha256(model_dir)},
         "sampling_temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
