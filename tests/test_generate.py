@@ -283,3 +283,14 @@ def test_sequence_distillation_records_the_sampling_temperature(tmp_path: Path) 
     res = runner.invoke(app, [str(a) for a in ("distill", "--kd", "sequence", *common, "-o", tmp_path / "ds2")])
     assert res.exit_code == 2 and "sha256 differs" in res.output
     assert not (tmp_path / "ds2" / "model.json").exists()
+
+
+def test_stop_ids_and_cut() -> None:
+    from kdfair_cli.llm.generate import _cut, stop_ids
+
+    tok = types.SimpleNamespace(eos_token_id=5, decode=lambda ids, skip_special_tokens: " ".join(map(str, ids)))
+    model = types.SimpleNamespace(generation_config=types.SimpleNamespace(eos_token_id=[7, 5]),
+                                  config=types.SimpleNamespace(eos_token_id=5))
+    assert stop_ids(tok, model) == [5, 7]
+    assert _cut([1, 2, 7, 3, 5], [5, 7], 0, tok) == Generated("1 2", 2, True)
+    assert _cut([1, 2, 3], [5, 7], 0, tok) == Generated("1 2 3", 3, False)

@@ -79,6 +79,9 @@ def command(
     paths = sample_paths(out, samples) if dataset == "bbq" else [out, Path(f"{out}{SIDECAR_SUFFIX}")]
     for p in paths:
         check_writable(p)
+    if samples > 1 and temperature == 0:
+        console.print(f"[yellow]warning:[/] --samples {samples} at --temperature 0 (greedy) gives {samples} "
+                      "identical runs")
     lm = load_for_generation(model_dir, device, engine)
     eng = make_engine(engine, model_dir, lm, batch_size=batch_size, seed=seed,
                       tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size)

@@ -133,11 +133,11 @@ class HFEngine:
         import torch
 
         tok, model, device = self.lm.tokenizer, self.lm.model, self.lm.device
-        eos = tok.eos_token_id if tok.eos_token_id is not None else model.config.eos_token_id
+        eos = stop_ids(tok, model)
         vocab = model.get_input_embeddings().num_embeddings
         # padded positions are masked, so any id the embedding has will do (a tokenizer's added
         # pad token can lie past a small model's vocabulary)
-        pad = next((t for t in (tok.pad_token_id, eos, 0) if t is not None and 0 <= t < vocab))
+        pad = next((t for t in (tok.pad_token_id, *eos, 0) if t is not None and 0 <= t < vocab))
         order = np.argsort([-len(p) for p in prompt_ids], kind="stable")
         out: list[list[Generated]] = []
         for k in range(sampling.samples):
@@ -152,7 +152,7 @@ class HFEngine:
                     ids[j, width - len(r):] = torch.tensor(r)
                     mask[j, width - len(r):] = 1
                 kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "pad_token_id": pad,
-                                          "eos_token_id": eos}
+                                          "eos_token_id": eos or None}
                 if sampling.temperature > 0:
                     kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
                                   top_k=0)
@@ -168,12 +168,24 @@ class HFEngine:
         return out
 
 
-def _cut(tokens: list[int], eos: int | None, pad: int, tok: Any) -> Generated:
-    """New tokens up to the first EOS (padding after it dropped)."""
-    finished = eos is not None and eos in tokens
-    if finished:
-        tokens = tokens[:tokens.index(eos)]
-    return Generated(tok.decode(tokens, skip_special_tokens=True), len(tokens), finished)
+def stop_ids(tok: Any, model: Any) -> list[int]:
+    """Every id that ends an answer: the tokenizer's EOS and the model's generation_config ones
+    (a chat model ends its turn with its own token, e.g. Qwen's <|im_end|>)."""
+    ids: list[int] = []
+    for source in (tok.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+                   model.config.eos_token_id):
+        for i in (source if isinstance(source, (list, tuple)) else [source]):
+            if isinstance(i, int) and i not in ids:
+                ids.append(i)
+    return ids
+
+
+def _cut(tokens: list[int], eos: list[int], pad: int, tok: Any) -> Generated:
+    """New tokens up to the first stop id (padding after it dropped)."""
+    ends = [j for j, t in enumerate(tokens) if t in eos]
+    if ends:
+        tokens = tokens[:ends[0]]
+    return Generated(tok.decode(tokens, skip_special_tokens=True), len(tokens), bool(ends))
 
 
 class VLLMEngine:
