@@ -26,18 +26,19 @@ Status per section: ok, failed (an error: exit code 1), timeout (ran past the bu
             CPU) against the same run without torchrun: the largest weight difference.
 8. llm score  BBQ option scoring (3 options per item) of a randomly initialised Llama built from a
             config, nothing downloaded (CUDA: DeepSeek-R1-Distill-Qwen-1.5B's shape, bf16, 2,048
-            items; CPU: Qwen2-0.5B's shape, 64 items; --quick: a 2x64 toy, 32 items): kdfair's items/s and tokens/s, and lm-eval's
-            HFLM on the same model and pairs at two batch sizes when lm-eval is installed
-            (the `bench` extra), with the ratio and their agreement.
-9. paper    with the time left: the paper's Trifeature regime (examples/trifeature.toml's
-            recipe: ResNet-20 teacher 30 epochs, LeNet-5 NDS and DS 6 epochs; --quick: 1 epoch)
-            on that data, T = 1, 5, 10, one seed after another while the next one fits (a
-            sweep, so finished cells are kept); its report table.
-
-9. llm distill  (runs before 8) token-level distillation of a config-built Llama (~0.55B) from a ~1.4B Llama
+            items; CPU: Qwen2-0.5B's shape, 64 items; --quick: a 2x64 toy, 32 items): kdfair's
+            items/s and tokens/s, and lm-eval's HFLM on the same model and pairs at two batch sizes
+            when lm-eval is installed (the `bench` extra), with the ratio and their agreement.
+9. llm distill  token-level distillation of a config-built Llama (~0.55B) from a ~1.4B Llama
             teacher (random weights, a 32,000-word vocabulary, nothing downloaded), bf16 autocast
             and activation checkpointing: learned tokens/s offline (top-64 cache) and online, peak
             memory (--quick or CPU: toy sizes).
+10. generation  `kdfair generate`'s engines on a random Qwen2-shaped model: HF batched generate
+            prompts/s, and vLLM's on the same token ids (with its ratio) when vLLM is installed.
+11. paper   with the time left: the paper's Trifeature regime (examples/trifeature.toml's
+            recipe: ResNet-20 teacher 30 epochs, LeNet-5 NDS and DS 6 epochs; --quick: 1 epoch)
+            on that data, T = 1, 5, 10, one seed after another while the next one fits (a
+            sweep, so finished cells are kept); its report table.
 
 The table goes to stdout; the JSON (default gpu_check-<device>.json) holds every figure.
 """
@@ -555,6 +556,61 @@ def llm_distill_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return out
 
 
+def generation_section(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """`kdfair generate`'s engines on one random Qwen2-shaped model (no download): HF batched
+    generate, and vLLM on the same token ids when it is installed; prompts/s and their ratio."""
+    from kdfair_cli.llm.bbq import open_bbq
+    from kdfair_cli.llm.causal_lm import load_causal_lm
+    from kdfair_cli.llm.generate import GENERATION_TEMPLATE, HFEngine, Sampling, VLLMEngine, chat_prompts
+    from kdfair_cli.llm.scoring import TEMPLATE_FIELDS
+    from tests.llm_fakes import tiny_lm, write_bbq
+
+    quick = args.quick or args.device == "cpu"
+    n_items, new_tokens, hidden, layers = (16, 16, 64, 2) if quick else (256, 128, 512, 8)
+    split = open_bbq(write_bbq(work / "gen-bbq", n_per_category=-(-n_items // 4))).split("test")
+    model_dir = tiny_lm(work / "gen-lm", "qwen2", hidden=hidden, layers=layers)
+    lm = load_causal_lm(model_dir, torch.device(args.device))
+    texts = [GENERATION_TEMPLATE.format(**{f: str(split.attrs[f][i]) for f in TEMPLATE_FIELDS})
+             for i in range(min(n_items, len(split.labels)))]
+    ids, _ = chat_prompts(lm.tokenizer, texts, False)
+    sampling = Sampling(max_new_tokens=new_tokens, temperature=0.0)
+    out: dict[str, Any] = {"prompts": len(ids), "max_new_tokens": new_tokens, "hidden": hidden, "layers": layers}
+    engine = HFEngine(lm, 64)
+    engine.generate(ids[:4], sampling)  # warm-up
+    with peak_memory(args.device) as mem:
+        t0 = time.perf_counter()
+        gens = engine.generate(ids, sampling)[0]
+        out["hf_prompts_per_s"] = round(len(ids) / (time.perf_counter() - t0), 2)
+    out["hf_tokens"] = int(sum(g.n_tokens for g in gens))
+    out.update(mem)
+    del lm, engine
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        out["vllm"] = "not installed"
+        return out
+    if args.device != "cuda":
+        out["vllm"] = "needs CUDA"
+        return out
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    v_engine = VLLMEngine(model_dir, seed=0, dtype="bfloat16")
+    v_engine.generate(ids[:4], sampling)
+    t0 = time.perf_counter()
+    v_gens = v_engine.generate(ids, sampling)[0]
+    out["vllm_prompts_per_s"] = round(len(ids) / (time.perf_counter() - t0), 2)
+    out["vllm_tokens"] = int(sum(g.n_tokens for g in v_gens))
+    out["vllm_over_hf"] = round(out["vllm_prompts_per_s"] / out["hf_prompts_per_s"], 2)
+    return out
+
+
+def generation_summary(r: dict) -> str:
+    text = f"HF generate {r['hf_prompts_per_s']:.1f} prompts/s ({r['prompts']} x {r['max_new_tokens']} tokens)"
+    if "vllm_over_hf" in r:
+        return text + f"; vLLM {r['vllm_prompts_per_s']:.1f} prompts/s = {r['vllm_over_hf']:.2f}x HF"
+    return text + f"; vLLM: {r['vllm']}"
+
+
 def args_left(args: argparse.Namespace) -> float:
     return args.check.left()
 
@@ -679,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Llama {r['params']['student'] / 1e6:.3g}M from {r['params']['teacher'] / 1e6:.3g}M: offline "
             f"{r['offline']['tokens_per_s']:.0f} tok/s, online {r['online']['tokens_per_s']:.0f} tok/s "
             f"({r['offline_over_online']:.2f}x); online {memory_text(r['online'])}"))
+        check.section("generation", lambda: generation_section(args, work), needs_s=30 * quick,
+                      summary=generation_summary)
         check.section("paper regime", lambda: paper_section(args, work, data), needs_s=20 * quick, summary=lambda r: (
             f"{len(r['seeds'])} seed(s) at {r['image_size']} px, ~{sum(r['seconds_per_seed']) / len(r['seeds']):.0f}s "
             f"per seed; DS acc by T: " + ", ".join(

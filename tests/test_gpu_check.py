@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["env", "data", "teacher", "bare loop", "predict", "distill", "torchrun", "llm score", "llm distill",
-            "paper regime"]
+            "generation", "paper regime"]
 
 
 @pytest.mark.slow

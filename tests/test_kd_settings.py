@@ -12,11 +12,12 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.sweep.spec_common import GRID_KEYS, parse_grid
 from kdfair_cli.train.config import TrainConfig
 
-#: The distillation options of `kdfair distill` before they moved into TrainConfig.
+#: The distillation options of `kdfair distill` (declared in TrainConfig); -T is checked by
+#: validate (token-level KD needs it, --kd sequence takes the corpus's sampling temperature).
 DISTILL_BEFORE = [
-    ("temperature", ["--temperature", "-T"], ...), ("teacher", ["--teacher"], None),
+    ("temperature", ["--temperature", "-T"], None), ("teacher", ["--teacher"], None),
     ("teacher_logits", ["--teacher-logits"], None), ("alpha", ["--alpha"], 0.8),
-    ("t2_scaling", ["--t2-scaling/--no-t2-scaling"], True),
+    ("t2_scaling", ["--t2-scaling/--no-t2-scaling"], True), ("kd", ["--kd"], "token"),
 ]
 
 

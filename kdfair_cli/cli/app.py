@@ -30,6 +30,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("train-teacher", "kdfair_cli.cli.train_teacher"),
     ("distill", "kdfair_cli.cli.distill"),
     ("predict", "kdfair_cli.cli.predict"),
+    ("generate", "kdfair_cli.cli.generate"),
     ("compare-classes", "kdfair_cli.cli.compare_classes"),
     ("group-fairness", "kdfair_cli.cli.group_fairness"),
     ("pairs", "kdfair_cli.cli.pairs"),

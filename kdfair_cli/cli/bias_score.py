@@ -80,6 +80,10 @@ def command(
     console.print(table)
     console.print("° within its noise floor: a model naming people as often but with no direction scores this "
                   "much in 95% of draws (docs/llm.md)")
+    if res.unparsed_rule:
+        per_cat = ", ".join(f"{c} {fmt(res.n_unparsed[c], digits=3)}" for c in res.categories if res.n_unparsed[c])
+        console.print(f"n_unparsed (mean over runs): {fmt(res.n_unparsed[OVERALL], digits=3)} ({per_cat}); "
+                      f"{res.unparsed_rule}")
     if res.n_undetermined[OVERALL]:
         console.print(f"[yellow]warning:[/] {res.n_undetermined[OVERALL]} item(s) have undetermined answer "
                       "roles; they count for accuracy only")

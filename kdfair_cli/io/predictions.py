@@ -27,6 +27,9 @@ _LOGIT_K = re.compile(r"^logit_(\d+)$")
 #: Most classes a file may imply without logits to back them: a stray label of 10^9 must be an
 #: error, not a 10^9-class analysis that runs out of memory.
 MAX_CLASSES_WITHOUT_LOGITS = 100_000
+#: pred of an answer that could not be read (`kdfair generate`): allowed only in a file whose
+#: metadata says so (generation.unparsed_pred = -1); it matches no label and no class.
+UNPARSED = -1
 
 
 @dataclass
@@ -274,7 +277,10 @@ def predictions_from_table(table: pa.Table, meta: dict, name: str, *, label_col:
         raise KdfairError(f"{name}: column '{col}' holds class id {c - 1}, which would make {c} classes; "
                           f"class ids must be 0 .. num_classes-1 (without logits at most "
                           f"{MAX_CLASSES_WITHOUT_LOGITS} classes)")
-    _check_range(pred, c, name, pred_col)
+    unparsed = (meta.get("generation") or {}).get("unparsed_pred") == UNPARSED
+    named = pred[pred != UNPARSED] if unparsed else pred
+    if named.size:
+        _check_range(named, c, name, pred_col)
     if label is not None:
         _check_range(label, c, name, label_col)
     if logits is not None and pred_col in cols:

@@ -131,8 +131,12 @@ def lm_objective(cfg: TrainConfig, trainee: CausalLMTrainee, batches: LMBatches,
     if cfg.role == "ds":
         if cfg.teacher:
             source, provenance = live_lm_teacher(cfg, trainee, device)
-        else:
+        elif cfg.teacher_logits:
             source, provenance = cached_lm_teacher(cfg, trainee, batches, train, device, fingerprint)
+        if cfg.kd == "sequence":  # the corpus is the teacher's text; token-level KD only with a teacher
+            from kdfair_cli.llm.sequence import sequence_teacher
+
+            provenance = {**sequence_teacher(cfg.data), **({"token_level": provenance} if provenance else {})}
     temperature, alpha = cfg.temperature, cfg.alpha
 
     def objective(hidden: torch.Tensor, y: torch.Tensor, index: torch.Tensor, x: torch.Tensor) -> StepLoss:

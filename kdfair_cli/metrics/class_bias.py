@@ -102,7 +102,8 @@ def disagreement(label: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
     diff = np.bincount(label, weights=pred_a != pred_b, minlength=num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n > 0, diff / np.maximum(n, 1), np.nan)
-    matrix = np.bincount(pred_a * num_classes + pred_b, minlength=num_classes * num_classes)
+    named = (pred_a >= 0) & (pred_b >= 0)  # an unparsed answer (-1) has no cell
+    matrix = np.bincount(pred_a[named] * num_classes + pred_b[named], minlength=num_classes * num_classes)
     matrix = matrix.reshape(num_classes, num_classes)
     np.fill_diagonal(matrix, 0)
     return rate, matrix

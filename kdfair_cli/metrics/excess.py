@@ -64,7 +64,9 @@ def confusion_by_group(cells: CellCounts, weights: np.ndarray | None = None
     offs = np.arange(b)[:, None]
     pos = np.bincount((offs * (g * c) + cells.group * c + cells.label).ravel(), weights=w.ravel(),
                       minlength=b * g * c).reshape(b, g, c)
-    conf = np.bincount((offs * (c * c) + cells.label * c + cells.pred).ravel(), weights=w.ravel(),
+    named = cells.pred >= 0  # an unparsed answer (-1) is in no confusion cell
+    conf = np.bincount((offs * (c * c) + cells.label * c + np.maximum(cells.pred, 0)).ravel(),
+                       weights=(w * named).ravel(),
                        minlength=b * c * c).reshape(b, c, c)
     return pos, conf
 

@@ -72,6 +72,12 @@ def cell_counts(label: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups
                 num_classes: int) -> CellCounts:
     """Count the rows per (group, label, pred) cell in one pass."""
     c = num_classes
+    if pred.size and pred.min() < 0:  # unparsed answers (-1): a cell that selects no class
+        cells, counts = occupied((group.astype(np.int64) * c + label) * (c + 1) + pred + 1,
+                                 n_groups * c * (c + 1))
+        cg, rest = np.divmod(cells, c * (c + 1))
+        cl, cp = np.divmod(rest, c + 1)
+        return CellCounts(n_groups, c, cg, cl, cp - 1, counts.astype(np.int64))
     cells, counts = occupied((group.astype(np.int64) * c + label) * c + pred, n_groups * c * c)
     cg, rest = np.divmod(cells, c * c)
     cl, cp = np.divmod(rest, c)
@@ -95,7 +101,7 @@ def tables_from_cells(cells: CellCounts, weights: np.ndarray | None = None
         return np.bincount((offs + index).ravel(), weights=ww.ravel(),
                            minlength=b * g * c).reshape(b, g, c)
 
-    sel = scatter(at + cells.pred, w)
+    sel = scatter(at + np.maximum(cells.pred, 0), w * (cells.pred >= 0))
     pos = scatter(at + cells.label, w)
     tp = scatter(at + cells.label, w * (cells.label == cells.pred))
     size = pos.sum(axis=-1)

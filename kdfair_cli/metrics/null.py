@@ -103,12 +103,13 @@ def null_draws(cells: CellCounts, classes: np.ndarray, *, n_draws: int = 1000, s
     rng = np.random.default_rng(seed)
     g = cells.n_groups
     # Columns: the occupied (label, pred) pairs, with their counts per group [G, K].
-    lp = cells.label * cells.num_classes + cells.pred
+    span = cells.num_classes + 1  # pred + 1: an unparsed answer (-1) is its own column
+    lp = cells.label * span + cells.pred + 1
     columns, col_of = np.unique(lp, return_inverse=True)
     n_cols = columns.size
     counts = np.zeros((g, n_cols), dtype=np.int64)
     np.add.at(counts, (cells.group, col_of), cells.count)
-    col_label = columns // cells.num_classes
+    col_label = columns // span
     # Strata [S]; each stratum's columns get a slot 0..width-1 (padding: count 0).
     stratum = col_label if stratify == "label" else np.zeros(n_cols, dtype=np.int64)
     strata, s_of = np.unique(stratum, return_inverse=True)
@@ -121,7 +122,7 @@ def null_draws(cells: CellCounts, classes: np.ndarray, *, n_draws: int = 1000, s
     np.add.at(group_sizes, s_of, counts.T)
     # The draws' tables as weights of (group, label, pred) cells: column k of group gi.
     flat = CellCounts(g, cells.num_classes, np.repeat(np.arange(g), n_cols),
-                      np.tile(col_label, g), np.tile(columns % cells.num_classes, g),
+                      np.tile(col_label, g), np.tile(columns % span - 1, g),
                       counts.ravel())
     per_draw = max(strata.size * g * width, g * n_cols, 1)
     batch = max(1, min(n_draws, max_batch_cells // per_draw))

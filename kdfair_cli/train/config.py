@@ -17,6 +17,9 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 SELECTIONS = ("last", "best")
 PARALLEL = ("ddp", "fsdp")
+#: token: the teacher's distribution per token (the paper's KD); sequence: fine-tune on text the
+#: teacher generated at a sampling temperature (`kdfair generate TEACHER --dataset corpus`).
+KD_KINDS = ("token", "sequence")
 ROLES = ("teacher", "nds", "ds")
 #: Tokens per text (text classifiers) or corpus line (causal LMs); also the teacher cache's default.
 DEFAULT_MAX_LENGTH = 128
@@ -93,8 +96,9 @@ class TrainConfig:
     amp: bool = setting("bf16 autocast on CUDA (ignored on CPU).", default=True, panel="Run", spec=True)
     # Distillation (role "ds" only): options of `kdfair distill`; alpha and t2_scaling are also
     # keys of a sweep's [sweep] table (its temperatures and teachers come from the grid).
-    temperature: float | None = setting("Softmax temperature T > 0.", default=None, roles=_DS,
-                                        panel="Distillation", cli_default=..., short="-T")
+    temperature: float | None = setting("Softmax temperature T > 0 (token-level KD; --kd sequence takes its "
+                                        "sampling temperature from the corpus).", default=None, roles=_DS,
+                                        panel="Distillation", short="-T")
     teacher: str | None = setting("Teacher model directory (online distillation; a local causal-LM "
                                   "directory for --arch causal-lm).", default=None, roles=_DS,
                                   panel="Distillation", cli_type=Path)
@@ -107,6 +111,11 @@ class TrainConfig:
                            panel="Distillation", sweep=True)
     t2_scaling: bool = setting("Multiply the KL term by T^2 (Hinton et al.); the paper does not say.",
                                default=True, roles=_DS, panel="Distillation", sweep=True)
+    kd: str = setting("token: the teacher's logits per token (--teacher / --teacher-logits); sequence: "
+                      "fine-tune on the teacher's generated text (--data from `kdfair generate TEACHER "
+                      "--dataset corpus`, its .provenance.json names the teacher; a --teacher adds "
+                      "token-level KD on the same lines).", default="token", roles=_DS,
+                      panel="Distillation", choices=KD_KINDS)
     pretrained: str | None = setting(
         "Start from local weights: image archs a weight file (torch state dict or .safetensors) or a "
         "timm/HF model directory (model.safetensors + config.json; a classifier head of another shape "
@@ -179,7 +188,15 @@ class TrainConfig:
         require(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
         require(self.pretrained is None or Path(self.pretrained).exists(),
                 f"--pretrained {self.pretrained}: no such file or folder")
-        if self.role == "ds":
+        if self.role == "ds" and self.kd == "sequence":
+            require(self.arch == "causal-lm" and self.dataset == "corpus",
+                    "--kd sequence trains --arch causal-lm on --dataset corpus (a teacher's generated corpus)")
+            require(self.teacher is None or self.teacher_logits is None,
+                    "give at most one of --teacher DIR and --teacher-logits FILE")
+            if self.teacher is not None or self.teacher_logits is not None:  # token-level KD as well
+                t = self.temperature
+                require(t is not None and math.isfinite(t) and t > 0, f"--temperature must be positive, got {t}")
+        elif self.role == "ds":
             t, a = self.temperature, self.alpha
             require(t is not None and math.isfinite(t) and t > 0, f"--temperature must be positive, got {t}")
             require(a is not None and 0 <= a <= 1, f"--alpha must be in [0, 1], got {a}")
@@ -220,6 +237,8 @@ class TrainConfig:
         # Identities of runs saved before the distillation settings had one declaration stay
         # valid: T^2 scaling under its old name, and no alpha where it does not apply.
         blob["kd_scale_t2"] = blob.pop("t2_scaling")
+        if blob["kd"] == "token":  # and runs from before sequence-level KD keep theirs
+            del blob["kd"]
         if self.role != "ds":
             blob["alpha"] = None
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
