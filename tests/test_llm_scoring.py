@@ -205,10 +205,10 @@ def test_predict_file_mean_scoring_and_analyses(env, tmp_path):
 def test_prompt_template_option(env, tmp_path):
     out = tmp_path / "t.parquet"
     res = invoke("predict", env["gpt2"], "--dataset", "bbq", "--data", env["bbq"], "-o", out,
-                 "--prompt-template", "Q: {question}\\nA:")
+                 "--prompt-template", "{context} Q: {question}\\nA:")
     assert res.exit_code == 0, res.output
     import pyarrow.parquet as pq
-    assert json.loads(pq.read_schema(out).metadata[b"kdfair"])["lm"]["template"] == "Q: {question}\nA:"
+    assert json.loads(pq.read_schema(out).metadata[b"kdfair"])["lm"]["template"] == "{context} Q: {question}\nA:"
     one_line_error(invoke("predict", env["gpt2"], "--dataset", "bbq", "--data", env["bbq"], "-o", out,
                           "--prompt-template", "{story}"), "{story}")
 

@@ -34,7 +34,7 @@ _STALE_SECONDS = 86400.0  # another host's temporary output older than this is a
 def guard_inputs() -> Iterator[None]:
     """Protect the inputs one command reads from its own outputs; a fresh registry per call."""
     global _inputs
-    saved, _inputs = _inputs, {"file": [], "model": [], "data": []}
+    saved, _inputs = _inputs, {"file": [], "model": [], "data": [], "folder": []}
     try:
         yield
     finally:
@@ -42,7 +42,8 @@ def guard_inputs() -> Iterator[None]:
 
 
 def register_input(path: str | Path, kind: str = "file") -> None:
-    """Record an input of the running command: a file, a model directory or a dataset folder."""
+    """Record an input of the running command: a file, a model directory, a dataset folder (new
+    files may go inside it) or a sealed folder (kind "folder", e.g. a teacher cache: nothing may)."""
     if _inputs is None or str(path) == "-":
         return
     _inputs[kind].append((Path(path).resolve(), str(path)))
@@ -70,6 +71,10 @@ def refuse_input_target(path: str | Path) -> None:
         if target == resolved or target.is_relative_to(resolved) or resolved.is_relative_to(target):
             raise KdfairError(f"output {path} lies in the input model directory {shown}; refusing "
                               "to write into a model that is being read")
+    for resolved, shown in _inputs["folder"]:
+        if target == resolved or target.is_relative_to(resolved) or resolved.is_relative_to(target):
+            raise KdfairError(f"output {path} lies in the input folder {shown}; refusing to write "
+                              "into a folder that is being read")
     for resolved, shown in _inputs["data"]:  # its files are registered one by one as they are read
         if resolved.is_relative_to(target):
             raise KdfairError(f"output {path} would replace the input dataset folder {shown}")

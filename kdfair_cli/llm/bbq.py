@@ -32,6 +32,7 @@ from kdfair_cli.data.base import Attribute, DatasetInfo, Split
 from kdfair_cli.data.options import check_options
 from kdfair_cli.data.text import files_fingerprint
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
 from kdfair_cli.io.jsonl import json_lines
 
 SPLIT = "test"
@@ -160,21 +161,31 @@ def read_items(path: Path) -> list[dict]:
 
 def read_metadata_csv(path: Path) -> dict[tuple[str, int], tuple[int | None, str]]:
     """(category, example_id) -> (target_loc or None when empty / NA, label_type)."""
+    register_input(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return _metadata_rows(path, csv.DictReader(fh))
+    except UnicodeDecodeError as exc:
+        raise KdfairError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise KdfairError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _metadata_rows(path: Path, reader: csv.DictReader) -> dict[tuple[str, int], tuple[int | None, str]]:
     out: dict[tuple[str, int], tuple[int | None, str]] = {}
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        need = {"category", "example_id", "target_loc"}
-        if not need <= set(reader.fieldnames or ()):
-            raise KdfairError(f"{path}: needs columns {', '.join(sorted(need))}; has "
-                              f"{', '.join(reader.fieldnames or ())}")
-        for row in reader:
-            try:
-                key = (row["category"], int(row["example_id"]))
-            except ValueError:
-                raise KdfairError(f"{path}: example_id {row['example_id']!r} is not an integer") from None
-            loc = (row["target_loc"] or "").strip()
-            target = int(float(loc)) if re.fullmatch(r"[0-2](\.0)?", loc) else None
-            out[key] = (target, (row.get("label_type") or "").strip() or "n/a")
+    need = {"category", "example_id", "target_loc"}
+    if not need <= set(reader.fieldnames or ()):
+        raise KdfairError(f"{path}: needs columns {', '.join(sorted(need))}; has "
+                          f"{', '.join(reader.fieldnames or ())}")
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        try:
+            key = (row["category"], int(row["example_id"]))
+        except (ValueError, TypeError):
+            raise KdfairError(f"{where}: example_id {row['example_id']!r} is not an integer") from None
+        loc = (row["target_loc"] or "").strip()
+        target = int(float(loc)) if re.fullmatch(r"[0-2](\.0)?", loc) else None
+        out[key] = (target, (row.get("label_type") or "").strip() or "n/a")
     return out
 
 

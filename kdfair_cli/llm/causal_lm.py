@@ -29,6 +29,7 @@ import torch
 
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import register_input
+from kdfair_cli.io.modeldir import sha256_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -149,7 +150,7 @@ def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype | 
         "model_type": config.model_type,
         "config_sha256": sha256_files([path / "config.json"]),
         "tokenizer_sha256": sha256_files([path / f for f in TOKENIZER_HASHED if (path / f).is_file()]),
-        "weights": {p.name: p.stat().st_size for p in weights},
+        "weights": {p.name: sha256_file(p) for p in weights},  # sha256: resume must see a replaced model
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "dtype": str(dtype).replace("torch.", ""),
     }
