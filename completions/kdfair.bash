@@ -7,7 +7,7 @@
 #   demo: --device --out --quick -o
 #   distill: --alpha --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-clip --json --label-smoothing --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --no-t2-scaling --optimizer --out --pretrained --quiet --resume --schedule --seed --select --t2-scaling --teacher --teacher-logits --temperature --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -T -o -q
 #   group-fairness: --attr-prefix --attribute --bootstrap --confidence --eod-agg --id-col --json --label-col --null --null-permutation --out --per-class --positive-class --pred-col --seed --versus -o
-#   import lm-eval: --filter --out --unknown -o
+#   import lm-eval: --filter --out --results --unknown -o
 #   individual-fairness: --bootstrap --confidence --id-col --json --label-col --logits-col --model-output --out --output-distance --pairs --permutations --pred-col --seed --temperature --versus -o
 #   pairs: --attribute --data --dataset --distance --features --json --k --max-features --out --source --split -k -o
 #   predict: --amp --batch-size --cache-temperatures --chunk-size --data --dataset --dataset-option --device --force --lm-score --max-length --no-amp --out --prompt-template --split --top-k --workers -O -o

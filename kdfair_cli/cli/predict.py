@@ -31,7 +31,8 @@ def command(
     lm_score: str = typer.Option("sum", "--lm-score", help="Causal LM: option log-likelihood summed "
                                  "over its tokens (sum) or per token (mean).", rich_help_panel="Causal LM"),
     prompt_template: str = typer.Option(None, "--prompt-template", help="Causal LM prompt with {context} "
-                                        "{question} {ans0} {ans1} {ans2}; default "
+                                        "{question} {ans0} {ans1} {ans2} (or lm-eval's {{context}}); it must "
+                                        "name {context} and {question}; default "
                                         "'{context}\\nQuestion: {question}\\nAnswer:'.",
                                         rich_help_panel="Causal LM"),
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Causal LM: items per resumable chunk "

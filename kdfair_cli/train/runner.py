@@ -44,6 +44,9 @@ def split_train_val(info: DatasetInfo, dataset: Any, cfg: TrainConfig) -> tuple[
     if "val" in info.splits:
         return train, dataset.split("val"), "val split"
     n_val = max(1, int(round(len(train) * cfg.val_fraction)))
+    if len(train) - n_val < 1:
+        raise KdfairError(f"{cfg.data}: {len(train)} training sample(s): none left to train on after "
+                          f"{n_val} held out for validation; give more data")
     perm = np.random.default_rng(cfg.seed).permutation(len(train))
     keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
     return _subset(train, keep, "train"), _subset(train, hold, "val"), f"{cfg.val_fraction:.0%} of train"
