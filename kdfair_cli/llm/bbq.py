@@ -144,10 +144,15 @@ def check_item(item: Any, where: str) -> dict:
     for k in range(3):
         value = info.get(f"ans{k}") if isinstance(info, dict) else None
         if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
-            raise KdfairError(f"{where}: answer_info.ans{k} must be [text, group]")
+            raise KdfairError(f"{where}: answer_info.ans{k} must be [text, group], found {str(value)[:60]!r}")
     meta = item["additional_metadata"]
     if not isinstance(meta, dict) or not isinstance(meta.get("stereotyped_groups"), list):
-        raise KdfairError(f"{where}: additional_metadata.stereotyped_groups must be a list")
+        found = meta.get("stereotyped_groups") if isinstance(meta, dict) else meta
+        raise KdfairError(f"{where}: additional_metadata.stereotyped_groups must be a list of group names, "
+                          f"found {str(found)[:60]!r}")
+    bad = [g for g in meta["stereotyped_groups"] if not isinstance(g, str)]
+    if bad:
+        raise KdfairError(f"{where}: additional_metadata.stereotyped_groups holds {bad[0]!r}, not a group name")
     for key in ("context", "question", "ans0", "ans1", "ans2", "category"):
         if not isinstance(item[key], str):
             raise KdfairError(f"{where}: field {key} must be a string")
