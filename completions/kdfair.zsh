@@ -8,7 +8,7 @@
 #   distill: --alpha --amp --arch --augment --batch-size --channels-last --compile --data --dataset --dataset-option --device --epochs --force --grad-accum --grad-checkpointing --grad-clip --json --kd --label-smoothing --lora-alpha --lora-rank --lr --max-length --model-config --momentum --no-amp --no-augment --no-channels-last --no-compile --no-grad-checkpointing --no-t2-scaling --optimizer --out --parallel --pretrained --quiet --resume --save-every --schedule --seed --select --t2-scaling --teacher --teacher-logits --temperature --tokenizer --val-fraction --vocab-size --warmup-epochs --weight-decay --workers -O -T -o -q
 #   generate: --batch-size --chat --data --data-parallel-size --dataset --device --engine --max-new-tokens --no-chat --out --prompt-template --samples --seed --temperature --tensor-parallel-size --think-tags --top-p -o
 #   group-fairness: --attr-prefix --attribute --bootstrap --confidence --eod-agg --id-col --json --label-col --null --null-permutation --out --per-class --positive-class --pred-col --seed --versus -o
-#   import lm-eval: --filter --out --unknown -o
+#   import lm-eval: --filter --out --results --unknown -o
 #   individual-fairness: --bootstrap --confidence --id-col --json --label-col --logits-col --model-output --out --output-distance --pairs --permutations --pred-col --seed --temperature --versus -o
 #   pairs: --attribute --data --dataset --distance --features --json --k --max-features --out --source --split -k -o
 #   predict: --amp --batch-size --cache-temperatures --chunk-size --data --dataset --dataset-option --device --force --lm-score --max-length --no-amp --out --prompt-template --split --top-k --workers -O -o

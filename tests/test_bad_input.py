@@ -295,6 +295,9 @@ CASES = [
                                          "{tmp}/p.parquet"], "bogus", out="{tmp}/p.parquet"),
     C("predict-out-over-dataset", ["predict", "{model}", "--device", "cpu", "-o", "{tri}/test.parquet"],
       "test.parquet"),
+    # -- predict
+    C("predict-batch-size-0", ["predict", "{model}", "--batch-size", "0", "--device", "cpu", "-o", "{tmp}/p.parquet"],
+      "--batch-size", out="{tmp}/p.parquet"),
     # -- compare-classes
     C("dataloss-compare-out-is-input", ["compare-classes", "-a", "{preds}", "-b", "{preds_b}", "-o", "{preds}"],
       "preds.parquet"),

@@ -205,10 +205,10 @@ def test_predict_file_mean_scoring_and_analyses(env, tmp_path):
 def test_prompt_template_option(env, tmp_path):
     out = tmp_path / "t.parquet"
     res = invoke("predict", env["gpt2"], "--dataset", "bbq", "--data", env["bbq"], "-o", out,
-                 "--prompt-template", "Q: {question}\\nA:")
+                 "--prompt-template", "{context} Q: {question}\\nA:")
     assert res.exit_code == 0, res.output
     import pyarrow.parquet as pq
-    assert json.loads(pq.read_schema(out).metadata[b"kdfair"])["lm"]["template"] == "Q: {question}\nA:"
+    assert json.loads(pq.read_schema(out).metadata[b"kdfair"])["lm"]["template"] == "{context} Q: {question}\nA:"
     one_line_error(invoke("predict", env["gpt2"], "--dataset", "bbq", "--data", env["bbq"], "-o", out,
                           "--prompt-template", "{story}"), "{story}")
 
@@ -239,6 +239,50 @@ def test_resume_after_a_killed_run(env, tmp_path, monkeypatch):
     full, resumed = pd.read_parquet(tmp_path / "full.parquet"), pd.read_parquet(out)
     np.testing.assert_array_equal(np.stack(full["logits"]), np.stack(resumed["logits"]))
     assert not parts.exists()
+
+
+def test_resume_after_the_weights_were_replaced_starts_afresh(env, tmp_path, monkeypatch):
+    """Weights of the same size but another model: the chunks of the first are not reused (the
+    manifest holds the weights' sha256), so no file mixes two models' scores."""
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(env["qwen2"], model)
+    out = tmp_path / "r.parquet"
+    args = ("predict", model, "--dataset", "bbq", "--data", env["bbq"], "--chunk-size", "10", "-o", out)
+    real = causal_lm.score_pairs
+    calls = {"n": 0}
+
+    def dies_after_two(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(causal_lm, "score_pairs", dies_after_two)
+    invoke(*args)
+    assert len(list((tmp_path / "r.parquet.parts").glob("chunk-*.npy"))) == 2
+    other = tiny_lm(tmp_path / "other", "qwen2", seed=7)
+    size = (model / "model.safetensors").stat().st_size
+    assert (other / "model.safetensors").stat().st_size == size
+    shutil.copy(other / "model.safetensors", model / "model.safetensors")
+    monkeypatch.setattr(causal_lm, "score_pairs", real)
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    assert "different run" in res.stderr and "resuming" not in res.stderr
+    fresh = tmp_path / "fresh.parquet"
+    assert invoke("predict", other, "--dataset", "bbq", "--data", env["bbq"], "-o", fresh).exit_code == 0
+    np.testing.assert_allclose(np.stack(pd.read_parquet(out)["logits"]),  # batch shapes differ: float noise
+                               np.stack(pd.read_parquet(fresh)["logits"]), atol=1e-4)
+
+
+def test_parts_folder_of_the_user_is_not_taken_over(env, tmp_path):
+    mine = tmp_path / "r.parquet.parts"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    one_line_error(invoke("predict", env["gpt2"], "--dataset", "bbq", "--data", env["bbq"], "-o",
+                          tmp_path / "r.parquet"), "did not write")
+    assert (mine / "notes.txt").read_text() == "mine" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
 
 def test_model_dir_without_tokenizer(env, tmp_path):

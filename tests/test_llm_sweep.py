@@ -237,3 +237,49 @@ def test_reduced_example_end_to_end(tmp_path, one_thread) -> None:
     assert ds_meta["temperature"] == 8 and ds_meta["role"] == "ds" and ds_meta["teacher"]["mode"] == "offline"
     status = json.loads(cli.invoke(app, ["sweep", "status", str(out), "--json"]).stdout)
     assert {r["status"] for r in status} == {"done"} and len(status) == 17
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inside", ["toy/teacher-init/sweep", "toy/bbq/sweep", "toy/student-init"])
+def test_sweep_out_inside_an_input_is_refused_before_anything_is_made(tmp_path, inside) -> None:
+    """Without [data.generate] the models and BBQ are read as they are: no sweep goes inside them."""
+    text = example_text()
+    text = text[:text.index("\n[data.generate]") + 1] + text[text.index("# Every role"):]
+    spec = write(tmp_path, text)
+    for d in ("teacher-init", "student-init", "bbq"):
+        (tmp_path / "toy" / d).mkdir(parents=True)
+        (tmp_path / "toy" / d / "keep.json").write_text("{}")
+    for f in ("distill_corpus.jsonl", "teacher_corpus.jsonl"):
+        (tmp_path / "toy" / f).write_text('{"text": "x"}\n')
+    before = sorted(p for p in (tmp_path / "toy").rglob("*"))
+    res = cli.invoke(app, ["sweep", "run", str(spec), "-o", str(tmp_path / inside)])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("kdfair: error:")]
+    assert len(lines) == 1 and "input folder" in lines[0], res.stderr
+    assert sorted(p for p in (tmp_path / "toy").rglob("*")) == before
+
+
+def test_done_cell_records_and_checks_the_sha256_of_its_files(tmp_path) -> None:
+    """The engine's check of a finished cell (both kinds): truncated weights or a garbage output whose
+    name and JSON are fine is still damage."""
+    from kdfair_cli.sweep.cell import Cell
+    from kdfair_cli.sweep.cells import damaged_output, output_hashes, write_record
+
+    cell = Cell("ds-T2-s0", "lm-train", "distill", {}, outputs=["model/model.json", "metrics.json"])
+    d = cell.dir(tmp_path)
+    (d / "model").mkdir(parents=True)
+    (d / "model" / "model.json").write_text("{}")
+    (d / "model" / "model.safetensors").write_bytes(b"w" * 1000)
+    (d / "metrics.json").write_text('{"val_acc": 0.5}')
+    write_record(d, {"status": "done", "files": output_hashes(d)})
+    assert set(output_hashes(d)) == {"model/model.json", "model/model.safetensors", "metrics.json"}
+    assert damaged_output(cell, tmp_path) is None
+    (d / "model" / "model.safetensors").write_bytes(b"w" * 500)
+    assert "model/model.safetensors changed" in damaged_output(cell, tmp_path)
+    (d / "model" / "model.safetensors").write_bytes(b"w" * 1000)
+    assert damaged_output(cell, tmp_path) is None
+    (d / "metrics.json").write_text('{"val_acc": 0.9}')  # still JSON, not what the cell wrote
+    assert "metrics.json changed" in damaged_output(cell, tmp_path)
+    (d / "metrics.json").write_text('{"val_acc": 0.5}')
+    (d / "model" / "model.safetensors").unlink()
+    assert "model/model.safetensors is missing" in damaged_output(cell, tmp_path)

@@ -124,3 +124,66 @@ def test_bad_samples(setup, tmp_path, broken, needle):
 def test_harness_docs_are_bbq_items():
     # The fakes' unknown answers are all in the harness's list, as in BBQ.
     assert all(any(d[f"ans{k}"] in HARNESS_UNKNOWNS for k in range(3)) for d in bbq_items())
+
+
+def test_ambig_and_disambig_files_import_as_one_with_provenance(setup, tmp_path):
+    """lm-eval's bbq_ambig and bbq_disambig tasks write one samples file each: imported together they
+    give the file the single `bbq` samples give; the sibling results file's settings are recorded and
+    its --limit warned about."""
+    docs, lls = setup["docs"], setup["lls"]
+    run = tmp_path / "run"
+    run.mkdir()
+    stamp = "2026-01-01T00-00-00.000000"
+    for cond in ("ambig", "disambig"):
+        keep = [i for i, d in enumerate(docs) if d["context_condition"] == cond]
+        write_samples(run / f"samples_bbq_{cond}_{stamp}.jsonl", [docs[i] for i in keep], lls[keep])
+    (run / f"results_{stamp}.json").write_text(json.dumps({
+        "results": {}, "n-shot": {"bbq_ambig": 0, "bbq_disambig": 0}, "lm_eval_version": "0.4.13",
+        "config": {"model": "hf", "model_args": "pretrained=/models/x", "limit": 64},
+        "configs": {t: {"task": t, "doc_to_text": "{{context}}\n\nQ: {{question}}\nA:", "target_delimiter": " "}
+                    for t in ("bbq_ambig", "bbq_disambig")}}))
+    both = tmp_path / "both.parquet"
+    res = runner.invoke(app, ["import", "lm-eval", str(run / f"samples_bbq_ambig_{stamp}.jsonl"),
+                              str(run / f"samples_bbq_disambig_{stamp}.jsonl"), "-o", str(both)])
+    assert res.exit_code == 0, res.output
+    assert "--limit 64" in res.output
+    single = tmp_path / "single.parquet"
+    assert runner.invoke(app, ["import", "lm-eval", str(setup["samples"]), "-o", str(single)]).exit_code == 0
+    a, b = pd.read_parquet(both), pd.read_parquet(single)
+    np.testing.assert_array_equal(a["sample_id"], b["sample_id"])
+    np.testing.assert_array_equal(np.stack(a["logits"]), np.stack(b["logits"]))
+    import pyarrow.parquet as pq
+    meta = json.loads(pq.read_schema(both).metadata[b"kdfair"])
+    harness = meta["lm"]["lm_eval"]
+    assert harness["model_args"] == "pretrained=/models/x" and harness["limit"] == 64
+    assert harness["num_fewshot"] == 0 and harness["tasks"] == ["bbq_ambig", "bbq_disambig"]
+    assert harness["doc_to_text"] == "{{context}}\n\nQ: {{question}}\nA:"
+    # a kdfair file scored with lm-eval's prompt (in either syntax) compares without a warning ...
+    mine = tmp_path / "mine.parquet"
+    assert runner.invoke(app, ["predict", str(setup["model"]), "--dataset", "bbq", "--data", str(setup["bbq"]),
+                               "--prompt-template", "{{context}}\\n\\nQ: {{question}}\\nA:", "-o",
+                               str(mine)]).exit_code == 0
+    res = runner.invoke(app, ["bias-score", str(both), "--versus", str(mine), "--permutations", "20",
+                              "--bootstrap", "0"])
+    assert res.exit_code == 0 and "scored differently" not in res.output, res.output
+    # ... one scored with kdfair's default prompt gets one warning line naming the template
+    default = tmp_path / "default.parquet"
+    assert runner.invoke(app, ["predict", str(setup["model"]), "--dataset", "bbq", "--data", str(setup["bbq"]),
+                               "-o", str(default)]).exit_code == 0
+    res = runner.invoke(app, ["bias-score", str(both), "--versus", str(default), "--permutations", "20",
+                              "--bootstrap", "0"])
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.output.splitlines() if "scored differently" in line]
+    assert len(warned) == 1 and "template" in warned[0]
+
+
+def test_jinja_template_reads_the_item(setup, tmp_path):
+    """lm-eval's {{field}} syntax gives exactly the scores of kdfair's {field}."""
+    outs = []
+    for i, template in enumerate(("{{context}}\\n\\nQ: {{ question }}\\nA:", "{context}\\n\\nQ: {question}\\nA:")):
+        outs.append(tmp_path / f"t{i}.parquet")
+        res = runner.invoke(app, ["predict", str(setup["model"]), "--dataset", "bbq", "--data", str(setup["bbq"]),
+                                  "--prompt-template", template, "-o", str(outs[-1])])
+        assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(np.stack(pd.read_parquet(outs[0])["logits"]),
+                                  np.stack(pd.read_parquet(outs[1])["logits"]))

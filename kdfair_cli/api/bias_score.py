@@ -10,6 +10,9 @@ attr_question, attr_ans0..2 are carried into the flips table when present).
 
 from __future__ import annotations
 
+import json
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,11 @@ UNPARSED_RULE = ("an unparsed answer (pred -1) counts as a wrong answer in acc_a
                  "raises s_AMB's (1 - acc_ambig) factor")
 
 
+#: Caps of the resampling options (docs/llm.md): far above what the intervals and p-values need.
+MAX_BOOTSTRAP = 100_000
+MAX_PERMUTATIONS = 1_000_000
+
+
 @dataclass
 class BBQRun:
     """One predictions file, rows sorted by sample_id, attributes decoded."""
@@ -41,6 +49,7 @@ class BBQRun:
     pred: np.ndarray
     attrs: dict[str, np.ndarray]
     roles: np.ndarray  # int [N, 3], metrics.bbq role codes
+    prompt: dict[str, Any] = field(default_factory=dict)  # how the answers were scored (prompt_identity)
 
     @property
     def neg(self) -> np.ndarray:
@@ -103,7 +112,34 @@ def load_run(source: Source, index: int = 0) -> BBQRun:
         raise KdfairError(f"{name}: BBQ answers are options 0, 1, 2; found others in pred or label")
     order = np.argsort(sid, kind="stable")
     return BBQRun(name, sid[order], label[order], pred[order], {k: v[order] for k, v in attrs.items()},
-                  roles[order])
+                  roles[order], prompt_identity(meta))
+
+
+def prompt_identity(meta: dict[str, Any]) -> dict[str, Any]:
+    """What decides a file's answers besides the model: the prompt template (kdfair's, or the
+    lm-eval task's doc_to_text), the continuation, how option log-likelihoods are scored, the
+    unknown option's mode and few-shot count. Empty when the file records none (bring-your-own)."""
+    lm = meta.get("lm") if isinstance(meta.get("lm"), dict) else {}
+    if not lm:
+        return {}
+    harness = lm.get("lm_eval") if isinstance(lm.get("lm_eval"), dict) else {}
+    return {"template": lm.get("template", harness.get("doc_to_text")),
+            "continuation": (lm["continuation"].replace("{option}", "") if isinstance(lm.get("continuation"), str)
+                             else harness.get("target_delimiter")),  # what joins prompt and option
+            "scoring": lm.get("scoring"), "unknown": lm.get("unknown"),
+            "num_fewshot": harness.get("num_fewshot", 0 if "template" in lm else None)}
+
+
+def prompt_differences(a: list[BBQRun], b: list[BBQRun]) -> list[str]:
+    """The settings on which the two sides' files differ (only those both record)."""
+    def values(runs: list[BBQRun], k: str) -> set[str]:
+        got = [r.prompt.get(k) for r in runs if r.prompt.get(k) is not None]
+        if k == "template":  # lm-eval's {{ field }} and kdfair's {field} are the same prompt
+            got = [re.sub(r"\{\{\s*(\w+)\s*\}\}", r"{\1}", str(t)) for t in got]
+        return {json.dumps(v) for v in got}
+
+    return [k for k in ("template", "continuation", "scoring", "unknown", "num_fewshot")
+            if (va := values(a, k)) and (vb := values(b, k)) and va != vb]
 
 
 def _check_same_items(runs: list[BBQRun]) -> None:
@@ -221,6 +257,12 @@ def bias_score(files: list[Source], versus: list[Source] | None = None, *, n_boo
         raise KdfairError(f"--confidence must be in (0, 1), got {confidence}")
     if n_boot < 0 or n_perm < 0:
         raise KdfairError("--bootstrap and --permutations must be >= 0")
+    if n_boot > MAX_BOOTSTRAP:
+        raise KdfairError(f"--bootstrap {n_boot}: at most {MAX_BOOTSTRAP} resamples (intervals settle long "
+                          "before; the cap keeps a typo from running for hours)")
+    if n_perm > MAX_PERMUTATIONS:
+        raise KdfairError(f"--permutations {n_perm}: at most {MAX_PERMUTATIONS} (a p-value's resolution "
+                          f"is 1/{MAX_PERMUTATIONS} already)")
     runs = [load_run(f, i) for i, f in enumerate(files)]
     others = [load_run(f, len(files) + i) for i, f in enumerate(versus or [])]
     _check_same_items(runs + others)
@@ -258,7 +300,8 @@ def bias_score(files: list[Source], versus: list[Source] | None = None, *, n_boo
         floor={s: {k: {q: float(v[q][j]) for q in ("floor", "p")} for k, v in floor.items()}
                for j, s in enumerate(slots)},
         settings={"bootstrap": n_boot, "confidence": confidence, "seed": seed,
-                  "permutations": n_perm if others else None})
+                  "permutations": n_perm if others else None,
+                  "prompt_differs": prompt_differences(runs, others) if others else []})
     if others:
         pa, pb = _pair(runs, others)
         fa, fb = _features(pa, cat_codes, len(categories)), _features(pb, cat_codes, len(categories))

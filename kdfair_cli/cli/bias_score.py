@@ -59,6 +59,13 @@ def command(
             check_writable(path)
     res = bias_score(list(files), list(versus or []), n_boot=n_boot, confidence=confidence, n_perm=n_perm,
                      seed=seed)
+    for path in (out, flips_out):  # the inputs are known now: refuse before any table is printed
+        if path is not None:
+            check_writable(path)
+    if res.settings.get("prompt_differs"):
+        console.print(f"[yellow]warning:[/] FILES and --versus were scored differently "
+                      f"({', '.join(res.settings['prompt_differs'])} differ): a difference may be the prompt's, "
+                      "not the model's", soft_wrap=True)
     table = Table(title=f"BBQ bias scores ({len(res.files)} run(s); [{confidence:.0%} bootstrap interval])",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     cols = ["category", "n amb", "acc amb", "bias amb", "n dis", "acc dis", "bias dis"]

@@ -31,7 +31,8 @@ def command(
     lm_score: str = typer.Option("sum", "--lm-score", help="Causal LM: option log-likelihood summed "
                                  "over its tokens (sum) or per token (mean).", rich_help_panel="Causal LM"),
     prompt_template: str = typer.Option(None, "--prompt-template", help="Causal LM prompt with {context} "
-                                        "{question} {ans0} {ans1} {ans2}; default "
+                                        "{question} {ans0} {ans1} {ans2} (or lm-eval's {{context}}); it must "
+                                        "name {context} and {question}; default "
                                         "'{context}\\nQuestion: {question}\\nAnswer:'.",
                                         rich_help_panel="Causal LM"),
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Causal LM: items per resumable chunk "
@@ -58,6 +59,10 @@ def command(
 
         kdfair predict /models/teacher --dataset corpus --data corpus.jsonl --top-k 64 -o cache/teacher
     """
+    if batch_size is not None and batch_size < 1:
+        raise KdfairError(f"--batch-size must be at least 1, got {batch_size}")
+    if chunk_size < 1:
+        raise KdfairError(f"--chunk-size must be at least 1, got {chunk_size}")
     if dataset == "corpus":
         if split not in (None, "train"):
             raise KdfairError(f"--split {split}: a teacher cache covers the corpus's train lines (train.jsonl, "
@@ -76,7 +81,7 @@ def command(
                         device=device, batch_size=batch_size, amp=amp,
                         dataset_options=parse_dataset_options(dataset_option), workers=workers,
                         lm_options={"lm_score": lm_score, "prompt_template": prompt_template,
-                                    "chunk_size": chunk_size,
+                                    "chunk_size": chunk_size, "out": out,
                                     "parts_dir": None if out == "-" else f"{out}.parts"})
     if res is None:  # a non-zero rank under torchrun: rank 0 writes the file
         return

@@ -34,7 +34,7 @@ _STALE_SECONDS = 86400.0  # another host's temporary output older than this is a
 def guard_inputs() -> Iterator[None]:
     """Protect the inputs one command reads from its own outputs; a fresh registry per call."""
     global _inputs
-    saved, _inputs = _inputs, {"file": [], "model": [], "data": []}
+    saved, _inputs = _inputs, {"file": [], "model": [], "data": [], "folder": [], "stdin": []}
     try:
         yield
     finally:
@@ -42,10 +42,22 @@ def guard_inputs() -> Iterator[None]:
 
 
 def register_input(path: str | Path, kind: str = "file") -> None:
-    """Record an input of the running command: a file, a model directory or a dataset folder."""
+    """Record an input of the running command: a file, a model directory, a dataset folder (new
+    files may go inside it) or a sealed folder (kind "folder", e.g. a teacher cache: nothing may)."""
     if _inputs is None or str(path) == "-":
         return
     _inputs[kind].append((Path(path).resolve(), str(path)))
+
+
+def claim_stdin() -> None:
+    """Note that this command reads stdin; KdfairError on a second reader ('-' given twice): stdin
+    can be read once, and a second reader would see no data (or crash a native reader)."""
+    if _inputs is None:
+        return
+    if _inputs["stdin"]:
+        raise KdfairError("'-' (stdin) is given for two inputs: stdin can be read once; give a file "
+                          "for one of them")
+    _inputs["stdin"].append((Path("-"), "-"))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -70,6 +82,10 @@ def refuse_input_target(path: str | Path) -> None:
         if target == resolved or target.is_relative_to(resolved) or resolved.is_relative_to(target):
             raise KdfairError(f"output {path} lies in the input model directory {shown}; refusing "
                               "to write into a model that is being read")
+    for resolved, shown in _inputs["folder"]:
+        if target == resolved or target.is_relative_to(resolved) or resolved.is_relative_to(target):
+            raise KdfairError(f"output {path} lies in the input folder {shown}; refusing to write "
+                              "into a folder that is being read")
     for resolved, shown in _inputs["data"]:  # its files are registered one by one as they are read
         if resolved.is_relative_to(target):
             raise KdfairError(f"output {path} would replace the input dataset folder {shown}")
@@ -130,15 +146,25 @@ def umask_modes(folder: Path) -> None:
             path.chmod(mode)
 
 
+def _temp_name(name: str) -> str:
+    """NAME as temporaries carry it: a long name (up to NAME_MAX, 255) is shortened with a hash of
+    it, so that the temporary's own name stays within the limit too."""
+    if len(name.encode()) <= 120:
+        return name
+    import hashlib
+
+    return name[:80] + "~" + hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
 def _temp_prefix(path: Path) -> str:
     """`.NAME.HOST-PID.`: a later run can tell a killed writer's leftovers from a live one's."""
-    return f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+    return f".{_temp_name(path.name)}.{socket.gethostname()[:40]}-{os.getpid()}."
 
 
 def _is_stale(temp: Path, name: str) -> bool:
     owner = temp.name[len(name) + 2:-len(".tmp")].rsplit(".", 1)[0]
     host, _, pid = owner.rpartition("-")
-    if host == socket.gethostname() and pid.isdigit():
+    if host == socket.gethostname()[:40] and pid.isdigit():
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
@@ -156,13 +182,14 @@ def sweep_stale_temps(path: Path) -> None:
     """Remove temporary outputs for `path` left by a killed run (SIGKILL, power loss): those of
     a process on this host that no longer runs, or older than a day."""
     parent = path.parent if str(path.parent) else Path(".")
-    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in path.name)
+    name = _temp_name(path.name)
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in name)
     try:
         leftovers = list(parent.glob(f".{escaped}.*.tmp"))
     except OSError:
         return
     for stale in leftovers:
-        if not _is_stale(stale, path.name):
+        if not _is_stale(stale, name):
             continue
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
@@ -189,7 +216,7 @@ def _probe_folder(path: Path) -> None:
     created = [p for p in (parent, *parent.parents) if not p.exists()]
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=f".{_temp_name(path.name)}.", suffix=".probe", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -237,7 +264,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = path.with_name(f".{_temp_name(path.name)}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)

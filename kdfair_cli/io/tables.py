@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from kdfair_cli.errors import KdfairError, first_line
-from kdfair_cli.io.atomic import atomic_path, register_input, write_bytes_atomic
+from kdfair_cli.io.atomic import atomic_path, claim_stdin, register_input, write_bytes_atomic
 
 META_KEY = b"kdfair"
 PARQUET_MAGIC = b"PAR1"
@@ -27,6 +27,7 @@ PARQUET_MAGIC = b"PAR1"
 def _source(path: str | Path) -> tuple[str, Any, bytes]:
     """Return (display name, readable source, first bytes) for a path or '-' (stdin)."""
     if str(path) == "-":
+        claim_stdin()
         data = sys.stdin.buffer.read()
         return "<stdin>", pa.BufferReader(data), data[:4]
     p = Path(path)
@@ -57,6 +58,10 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> tuple[pa.T
                               f"({first_line(exc)})") from None
         raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
         meta = _parse_meta(name, raw)
+    elif name.lower().endswith((".jsonl", ".json")) or head[:1] in (b"{", b"["):
+        raise KdfairError(f"{name}: JSON, not a Parquet or CSV predictions file (lm-eval samples: "
+                          "`kdfair import lm-eval` turns them into one; BBQ items: `kdfair predict MODEL "
+                          "--dataset bbq`)")
     elif name.lower().endswith((".csv", ".csv.gz")) or _looks_like_text(head):
         try:
             table = pacsv.read_csv(src)

@@ -32,6 +32,7 @@ from kdfair_cli.data.base import Attribute, DatasetInfo, Split
 from kdfair_cli.data.options import check_options
 from kdfair_cli.data.text import files_fingerprint
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
 from kdfair_cli.io.jsonl import json_lines
 
 SPLIT = "test"
@@ -143,10 +144,15 @@ def check_item(item: Any, where: str) -> dict:
     for k in range(3):
         value = info.get(f"ans{k}") if isinstance(info, dict) else None
         if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
-            raise KdfairError(f"{where}: answer_info.ans{k} must be [text, group]")
+            raise KdfairError(f"{where}: answer_info.ans{k} must be [text, group], found {str(value)[:60]!r}")
     meta = item["additional_metadata"]
     if not isinstance(meta, dict) or not isinstance(meta.get("stereotyped_groups"), list):
-        raise KdfairError(f"{where}: additional_metadata.stereotyped_groups must be a list")
+        found = meta.get("stereotyped_groups") if isinstance(meta, dict) else meta
+        raise KdfairError(f"{where}: additional_metadata.stereotyped_groups must be a list of group names, "
+                          f"found {str(found)[:60]!r}")
+    bad = [g for g in meta["stereotyped_groups"] if not isinstance(g, str)]
+    if bad:
+        raise KdfairError(f"{where}: additional_metadata.stereotyped_groups holds {bad[0]!r}, not a group name")
     for key in ("context", "question", "ans0", "ans1", "ans2", "category"):
         if not isinstance(item[key], str):
             raise KdfairError(f"{where}: field {key} must be a string")
@@ -160,21 +166,31 @@ def read_items(path: Path) -> list[dict]:
 
 def read_metadata_csv(path: Path) -> dict[tuple[str, int], tuple[int | None, str]]:
     """(category, example_id) -> (target_loc or None when empty / NA, label_type)."""
+    register_input(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return _metadata_rows(path, csv.DictReader(fh))
+    except UnicodeDecodeError as exc:
+        raise KdfairError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise KdfairError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _metadata_rows(path: Path, reader: csv.DictReader) -> dict[tuple[str, int], tuple[int | None, str]]:
     out: dict[tuple[str, int], tuple[int | None, str]] = {}
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        need = {"category", "example_id", "target_loc"}
-        if not need <= set(reader.fieldnames or ()):
-            raise KdfairError(f"{path}: needs columns {', '.join(sorted(need))}; has "
-                              f"{', '.join(reader.fieldnames or ())}")
-        for row in reader:
-            try:
-                key = (row["category"], int(row["example_id"]))
-            except ValueError:
-                raise KdfairError(f"{path}: example_id {row['example_id']!r} is not an integer") from None
-            loc = (row["target_loc"] or "").strip()
-            target = int(float(loc)) if re.fullmatch(r"[0-2](\.0)?", loc) else None
-            out[key] = (target, (row.get("label_type") or "").strip() or "n/a")
+    need = {"category", "example_id", "target_loc"}
+    if not need <= set(reader.fieldnames or ()):
+        raise KdfairError(f"{path}: needs columns {', '.join(sorted(need))}; has "
+                          f"{', '.join(reader.fieldnames or ())}")
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        try:
+            key = (row["category"], int(row["example_id"]))
+        except (ValueError, TypeError):
+            raise KdfairError(f"{where}: example_id {row['example_id']!r} is not an integer") from None
+        loc = (row["target_loc"] or "").strip()
+        target = int(float(loc)) if re.fullmatch(r"[0-2](\.0)?", loc) else None
+        out[key] = (target, (row.get("label_type") or "").strip() or "n/a")
     return out
 
 

@@ -29,6 +29,7 @@ import torch
 
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import register_input
+from kdfair_cli.io.modeldir import sha256_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -73,6 +74,36 @@ def sha256_files(paths: list[Path]) -> str:
         digest.update(p.name.encode() + b"\0")
         digest.update(p.read_bytes())
     return digest.hexdigest()
+
+
+def check_weight_files(path: Path) -> None:
+    """Each model*.safetensors of `path` whole: its header parses and its tensors' byte ranges end
+    exactly at the file's end. A truncated, empty or garbled file is a KdfairError naming it
+    (the loaders' own errors say neither which file nor that it is the user's to fix)."""
+    for f in sorted(path.glob("*.safetensors")):
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or 8 + n > size:
+                raise KdfairError(f"{f}: truncated or empty safetensors file ({size} bytes); copy the model again")
+            try:
+                header = json.loads(fh.read(n))
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                raise KdfairError(f"{f}: damaged safetensors header; copy the model again") from None
+        ends = [t["data_offsets"][1] for k, t in header.items()
+                if k != "__metadata__" and isinstance(t, dict) and isinstance(t.get("data_offsets"), list)]
+        if not isinstance(header, dict) or 8 + n + max(ends, default=0) != size:
+            raise KdfairError(f"{f}: truncated or damaged safetensors file ({size} bytes, its header "
+                              f"describes {8 + n + max(ends, default=0)}); copy the model again")
+
+
+def mismatch_error(path: Path, config: Any, exc: Exception) -> KdfairError:
+    """The loaders' size-mismatch failure as the user's error: config.json disagrees with the weights."""
+    return KdfairError(f"{path}/config.json does not fit the weights (a tensor's shape differs; "
+                       f"config vocab_size {getattr(config, 'vocab_size', '?')}, hidden size "
+                       f"{getattr(config, 'hidden_size', getattr(config, 'n_embd', '?'))}): "
+                       f"{str(exc).splitlines()[0][:160]}")
 
 
 @dataclass
@@ -134,12 +165,17 @@ def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype | 
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KdfairError(f"{path}: no loadable tokenizer ({str(exc).splitlines()[0]})") from exc
+    check_weight_files(path)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype,
                                                      trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise KdfairError(f"{path}: cannot load a causal language model "
                           f"({str(exc).splitlines()[0]})") from exc
+    except RuntimeError as exc:
+        if "size mismatch" in str(exc) or "mismatched" in str(exc):
+            raise mismatch_error(path, config, exc) from exc
+        raise
     model.to(device).eval()
     max_length = model_positions(config) or 4096
     weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
@@ -149,7 +185,7 @@ def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype | 
         "model_type": config.model_type,
         "config_sha256": sha256_files([path / "config.json"]),
         "tokenizer_sha256": sha256_files([path / f for f in TOKENIZER_HASHED if (path / f).is_file()]),
-        "weights": {p.name: p.stat().st_size for p in weights},
+        "weights": {p.name: sha256_file(p) for p in weights},  # sha256: resume must see a replaced model
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "dtype": str(dtype).replace("torch.", ""),
     }

@@ -16,6 +16,7 @@ non-finite values is scored again. The folder is removed once the predictions fi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import string
 import sys
@@ -29,7 +30,7 @@ from kdfair_cli import __version__
 from kdfair_cli.data.registry import open_dataset
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.predictions import SplitPredictions
-from kdfair_cli.io.atomic import atomic_path
+from kdfair_cli.io.atomic import atomic_path, refuse_input_target
 
 PROMPT_TEMPLATE = "{context}\nQuestion: {question}\nAnswer:"
 TEMPLATE_FIELDS = ("context", "question", "ans0", "ans1", "ans2")
@@ -38,19 +39,38 @@ SCORING = ("sum", "mean")
 MANIFEST = "manifest.json"
 
 
+#: lm-eval's (Jinja) field syntax, `{{ context }}`, read as kdfair's `{context}`.
+_JINJA_FIELD = re.compile(r"\{\{\s*(" + "|".join(TEMPLATE_FIELDS) + r")\s*\}\}")
+#: Fields a prompt must show: BBQ's answer depends on the context and the question.
+REQUIRED_FIELDS = ("context", "question")
+
+
 def parse_template(template: str | None) -> str:
-    """The template with '\\n' / '\\t' typed on a command line read as newline / tab; fields checked."""
+    """The template with '\\n' / '\\t' typed on a command line read as newline / tab, lm-eval's
+    `{{field}}` read as `{field}`; refused when it names an unknown field, uses a format spec or
+    conversion, or lacks a field the scoring needs (REQUIRED_FIELDS)."""
     if template is None:
         return PROMPT_TEMPLATE
-    template = template.replace("\\n", "\n").replace("\\t", "\t")
+    template = _JINJA_FIELD.sub(lambda m: "{" + m.group(1) + "}",
+                                template.replace("\\n", "\n").replace("\\t", "\t"))
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
         raise KdfairError(f"--prompt-template {template!r}: {exc}") from None
+    fields = {f for f, _, _ in parsed}
     unknown = fields - set(TEMPLATE_FIELDS)
     if unknown:
         raise KdfairError(f"--prompt-template uses unknown field(s) {', '.join('{' + f + '}' for f in sorted(unknown))}; "
                           f"it may use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
+    styled = [f for f, spec, conv in parsed if spec or conv]
+    if styled:
+        raise KdfairError(f"--prompt-template: field {{{styled[0]}}} has a format spec or conversion; "
+                          "write plain {field} (the item text is inserted as it is)")
+    missing = [f for f in REQUIRED_FIELDS if f not in fields]
+    if missing:
+        raise KdfairError(f"--prompt-template {template!r} names no {', '.join('{' + f + '}' for f in missing)}: "
+                          "the model would not see the item (fields: "
+                          f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}, or lm-eval's {{{{field}}}})")
     return template
 
 
@@ -108,10 +128,14 @@ def predict_causal_lm(model_dir: str | Path, *, dataset: str | None, data: str |
                       device: str = "auto", batch_size: int = 16, lm_score: str = "sum",
                       prompt_template: str | None = None, chunk_size: int = 1024,
                       parts_dir: str | Path | None = None, padding_side: str = "left",
-                      dataset_options: dict[str, Any] | None = None) -> SplitPredictions:
-    """Score every item of `split` with a local causal LM; resumable through `parts_dir`."""
-    from kdfair_cli.llm.shared_prompt import score_shared
+                      dataset_options: dict[str, Any] | None = None,
+                      out: str | Path | None = None) -> SplitPredictions:
+    """Score every item of `split` with a local causal LM; resumable through `parts_dir`.
+
+    `out` (the file the caller will write) and `parts_dir` are checked against every input read
+    (items files, metadata, model folder) before the chunk folder is made."""
     from kdfair_cli.llm.causal_lm import encode_pairs, load_causal_lm
+    from kdfair_cli.llm.shared_prompt import score_shared
     from kdfair_cli.train.device import resolve_device
 
     if lm_score not in SCORING:
@@ -135,7 +159,11 @@ def predict_causal_lm(model_dir: str | Path, *, dataset: str | None, data: str |
     n = len(part)
     key = {"model": {k: lm.provenance[k] for k in ("dir", "config_sha256", "tokenizer_sha256", "weights", "dtype")},
            "dataset": info.name, "fingerprint": info.fingerprint, "split": split, "n": n,
-           "template": template, "chunk_size": chunk_size, "padding_side": padding_side}
+           "template": template, "continuation": CONTINUATION, "prefix_ids": lm.prefix_ids,
+           "max_length": lm.max_length, "chunk_size": chunk_size, "padding_side": padding_side}
+    for target in (out, parts_dir):  # every input is registered by now; nothing is created yet
+        if target is not None and str(target) != "-":
+            refuse_input_target(target)
     parts = Path(parts_dir) if parts_dir else None
     stored: dict[int, np.ndarray] = {}
     if parts is not None:
@@ -185,17 +213,37 @@ def _trained_facts(model_dir: str | Path) -> dict[str, Any]:
         {"teacher": meta.get("teacher")}
 
 
+_CHUNK = re.compile(r"chunk-\d{6}\.npy")
+
+
+def _is_parts_dir(parts: Path) -> bool:
+    """Whether `parts` is a chunk folder kdfair wrote: a readable manifest with a scoring key, and
+    nothing but chunks and temporaries beside it."""
+    try:
+        old = json.loads((parts / MANIFEST).read_text())
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    if not (isinstance(old, dict) and {"model", "fingerprint", "template"} <= old.keys()):
+        return False
+    return all(p.name == MANIFEST or _CHUNK.fullmatch(p.name) or
+               (p.name.startswith(".") and p.name.endswith(".tmp")) for p in parts.iterdir())
+
+
 def _open_parts(parts: Path, key: dict, n: int, chunk_size: int) -> dict[int, np.ndarray]:
-    """Valid chunks of an earlier run with the same manifest; a fresh folder otherwise."""
+    """Valid chunks of an earlier run with the same manifest; a fresh folder otherwise. A folder
+    by that name that kdfair did not write is refused, never taken over."""
     from kdfair_cli.console import console
 
     manifest = parts / MANIFEST
     stored: dict[int, np.ndarray] = {}
+    if parts.exists() or parts.is_symlink():
+        if not parts.is_dir() or parts.is_symlink():
+            raise KdfairError(f"{parts} exists and is not a chunk folder; move it away or choose another -o")
+        if any(parts.iterdir()) and not _is_parts_dir(parts):
+            raise KdfairError(f"{parts} holds files kdfair did not write (no chunk manifest); move them "
+                              "away or choose another -o")
     if manifest.exists():
-        try:
-            old = json.loads(manifest.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            old = None
+        old = json.loads(manifest.read_text())
         if old == json.loads(json.dumps(key)):
             bad = 0
             for start in range(0, n, chunk_size):
@@ -210,8 +258,9 @@ def _open_parts(parts: Path, key: dict, n: int, chunk_size: int) -> dict[int, np
             console.print(f"resuming from {parts}: {sum(len(a) for a in stored.values())} of {n} items "
                           f"already scored" + (f", {bad} damaged chunk(s) to score again" if bad else ""))
             return stored
-        console.print(f"[yellow]warning:[/] {parts} holds chunks of a different run (model, data, "
-                      "template or chunk size changed); starting afresh")
+        changed = sorted(k for k in set(old) | set(key) if old.get(k) != json.loads(json.dumps(key.get(k))))
+        console.print(f"[yellow]warning:[/] {parts} holds chunks of a different run ({', '.join(changed)} "
+                      "changed); starting afresh")
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     with atomic_path(manifest) as tmp:

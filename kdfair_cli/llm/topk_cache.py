@@ -296,7 +296,7 @@ def read_cache(dir: str | Path, verify: bool = True) -> TopKCache:
     if not manifest_path.is_file():
         raise KdfairError(f"{path} is not a top-k teacher cache: no {MANIFEST} (an interrupted cache pass "
                           "leaves none; rerun it)")
-    register_input(path, "data")
+    register_input(path, "folder")  # nothing may be written inside a cache being read
     register_input(manifest_path)
     raw = manifest_path.read_bytes()
     try:

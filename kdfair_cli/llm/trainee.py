@@ -32,7 +32,8 @@ from kdfair_cli.data.batches import IndexedBatches
 from kdfair_cli.data.text import files_fingerprint
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import register_input
-from kdfair_cli.llm.causal_lm import TOKENIZER_FILES, _quiet, check_local_dir, model_positions, prefix_ids
+from kdfair_cli.llm.causal_lm import (TOKENIZER_FILES, _quiet, check_local_dir, check_weight_files, mismatch_error,
+                                      model_positions, prefix_ids)
 from kdfair_cli.models.text import write_pretrained
 
 #: --arch of a causal LM trained by kdfair (its model.json's arch_family is causal_lm.ARCH_FAMILY).
@@ -235,16 +236,31 @@ def load_lm_dir(path: str | Path, what: str) -> tuple[nn.Module, Any]:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KdfairError(f"{what} {path}: no loadable tokenizer ({str(exc).splitlines()[0]})") from exc
+    check_weight_files(path)
     try:
         hf = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=torch.float32,
                                                   trust_remote_code=False)
     except (OSError, ValueError, KeyError) as exc:
         raise KdfairError(f"{what} {path}: cannot load a causal language model "
                           f"({str(exc).splitlines()[0]})") from exc
+    except RuntimeError as exc:
+        if "size mismatch" in str(exc) or "mismatched" in str(exc):
+            raise mismatch_error(path, hf_config_or_none(path), exc) from exc
+        raise
     if len(tok) > hf.get_output_embeddings().weight.shape[0]:
         raise KdfairError(f"{what} {path}: the tokenizer has {len(tok)} tokens, the model's output "
                           f"only {hf.get_output_embeddings().weight.shape[0]}")
     return hf, tok
+
+
+def hf_config_or_none(path: Path) -> Any:
+    """The model's config for an error message, or None when even that does not load."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def weights_sha256(path: str | Path) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -43,9 +44,10 @@ def stage_ranges(cells: list[Cell]) -> dict[str, tuple[int, int]]:
 
 def read_record(cell_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((cell_dir / CELL_JSON).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        rec = json.loads((cell_dir / CELL_JSON).read_text())
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return rec if isinstance(rec, dict) else None
 
 
 def write_record(cell_dir: Path, record: dict[str, Any]) -> None:
@@ -54,8 +56,39 @@ def write_record(cell_dir: Path, record: dict[str, Any]) -> None:
     write_text_atomic(cell_dir / CELL_JSON, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
 
+#: sha256 of files already hashed by this process, keyed on (path, inode, size, mtime): a sweep
+#: checks a done cell several times (run, its dependants, report) and a model's weights are large.
+_HASHED: dict[tuple[str, int, int, int], str] = {}
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHED:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        _HASHED[key] = digest.hexdigest()
+    return _HASHED[key]
+
+
+def output_hashes(cell_dir: Path) -> dict[str, str]:
+    """sha256 of every file a finished cell holds (weights, caches, predictions, metrics), by path
+    relative to the cell folder; its record, lock and hidden temporaries left out."""
+    out = {}
+    for path in sorted(cell_dir.rglob("*")):
+        rel = path.relative_to(cell_dir)
+        if path.is_file() and not path.is_symlink() and str(rel) != CELL_JSON and \
+                not any(part.startswith(".") for part in rel.parts):
+            out[str(rel)] = _sha256(path)
+    return out
+
+
 def damaged_output(cell: Cell, sweep_dir: Path) -> str | None:
-    """Why a cell's outputs cannot be used (missing, or a JSON output that does not parse), or None."""
+    """Why a cell's outputs cannot be used, or None: a declared output missing, a JSON output that
+    does not parse, or a file whose sha256 differs from the one recorded when the cell finished
+    (truncated weights, a damaged predictions or flips file)."""
     d = cell.dir(sweep_dir)
     for o in cell.outputs:
         path = d / o
@@ -66,6 +99,15 @@ def damaged_output(cell: Cell, sweep_dir: Path) -> str | None:
                 json.loads(path.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 return f"{o} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    rec = read_record(d)
+    recorded = rec.get("files") if isinstance(rec, dict) else None
+    if isinstance(recorded, dict):  # cells finished by an older kdfair recorded none
+        for name, digest in recorded.items():
+            path = d / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if _sha256(path) != digest:
+                return f"{name} changed since the cell finished (sha256 differs: damaged or replaced)"
     return None
 
 

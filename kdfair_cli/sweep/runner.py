@@ -21,10 +21,10 @@ from typing import Any
 
 from kdfair_cli.env import env_int
 from kdfair_cli.errors import KdfairError
-from kdfair_cli.io.atomic import write_text_atomic
+from kdfair_cli.io.atomic import refuse_input_target, write_text_atomic
 from kdfair_cli.sweep.cell import CellInterrupted
 from kdfair_cli.sweep.cells import (
-    CELL_JSON, LOCK, Cell, CellLock, build_cells, cell_status, is_done, read_record, write_record,
+    CELL_JSON, LOCK, Cell, CellLock, build_cells, cell_status, is_done, read_record, write_record, output_hashes,
 )
 from kdfair_cli.sweep.kinds import kind_of
 
@@ -167,7 +167,7 @@ def run_cell(spec: Any, cell: Cell, sweep_dir: Path, by_id: dict[str, Cell], *, 
             return "failed"
         seconds = time.time() - started
         write_record(d, {**record, "status": "done", "finished": time.time(), "seconds": seconds,
-                         "outputs": cell.outputs, "result": result})
+                         "outputs": cell.outputs, "result": result, "files": output_hashes(d)})
         log(f"[{cell.index}] {cell.id}: done in {seconds:.1f}s")
         return "ran"
     finally:
@@ -189,6 +189,7 @@ def run_sweep(spec: Any, sweep_dir: str | Path, *, index: int | None = None, sta
     if index is not None and not 0 <= index < len(cells):
         raise KdfairError(f"--index {index} is out of range: this sweep has cells 0..{len(cells) - 1}")
     spec.check_runnable(device)
+    refuse_input_target(sweep_dir)  # the spec's inputs are registered: no sweep inside a model it reads
     (sweep_dir / "cells").mkdir(parents=True, exist_ok=True)
     write_sweep_json(spec, cells, sweep_dir)
     prepare_data(spec, log)

@@ -44,6 +44,9 @@ def split_train_val(info: DatasetInfo, dataset: Any, cfg: TrainConfig) -> tuple[
     if "val" in info.splits:
         return train, dataset.split("val"), "val split"
     n_val = max(1, int(round(len(train) * cfg.val_fraction)))
+    if len(train) - n_val < 1:
+        raise KdfairError(f"{cfg.data}: {len(train)} training sample(s): none left to train on after "
+                          f"{n_val} held out for validation; give more data")
     perm = np.random.default_rng(cfg.seed).permutation(len(train))
     keep, hold = np.sort(perm[n_val:]), np.sort(perm[:n_val])
     return _subset(train, keep, "train"), _subset(train, hold, "val"), f"{cfg.val_fraction:.0%} of train"
@@ -72,14 +75,13 @@ def _build(cfg: TrainConfig, info: DatasetInfo, train: Split) -> tuple[torch.nn.
 
 
 def prepare_output(out: Path, resume: bool, force: bool) -> None:
-    """Refuse to clobber a finished model unless --force; keep a resumable state for --resume."""
+    """Refuse to clobber a finished model unless --force; keep a resumable state for --resume.
+    Nothing is deleted here: --force drops the old state only once every input has been read."""
     check_writable(out / META)
     if (out / META).exists() and not force:
         raise KdfairError(f"{out} already holds a finished model; use --force to overwrite it")
     if (out / STATE).exists() and not resume and not force:
         raise KdfairError(f"{out} holds an unfinished run; use --resume to continue it or --force to restart")
-    if force and not resume:
-        (out / STATE).unlink(missing_ok=True)
 
 
 def hard_label_objective(cfg: TrainConfig) -> Objective:
@@ -163,7 +165,7 @@ def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         if env.main:
             prepare_output(out, resume, force)
         distributed.barrier(env)
-        meta = _train(cfg, out, env, device, resume, verbose and env.main)
+        meta = _train(cfg, out, env, device, resume, verbose and env.main, force=force)
         distributed.barrier(env)  # all ranks end together, after rank 0 has written the directory
         return meta
     finally:
@@ -171,7 +173,7 @@ def train_model(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
 
 
 def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.device, resume: bool,
-           verbose: bool) -> dict | None:
+           verbose: bool, force: bool = False) -> dict | None:
     dataset = open_for_training(cfg)
     info = dataset.info
     train, val, val_source = split_train_val(info, dataset, cfg)
@@ -200,6 +202,8 @@ def _train(cfg: TrainConfig, out: Path, env: distributed.DistEnv, device: torch.
         trainee = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     refuse_input_target(out)  # every input is read by now: none may live in the model being written
+    if force and not resume and env.main:  # only now may --force drop an interrupted run's state
+        (out / STATE).unlink(missing_ok=True)
     result = fit(trainee, data, cfg, objective, device, out / STATE, resume=resume,
                  name=f"{cfg.role}:{cfg.arch}", verbose=verbose, dist=env,
                  inputs=input_identity(info.fingerprint, provenance), evaluator=evaluator)

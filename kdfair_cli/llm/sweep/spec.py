@@ -22,6 +22,7 @@ from typing import Any
 from kdfair_cli.api.bias_score import bias_score
 from kdfair_cli.llm.toy_options import DEFAULTS as TOY_DEFAULTS, check_options as check_toy_options
 from kdfair_cli.errors import KdfairError
+from kdfair_cli.io.atomic import register_input
 from kdfair_cli.llm.topk_cache import DEFAULT_TOP_K
 from kdfair_cli.llm.scoring import SCORING, parse_template, predict_causal_lm
 from kdfair_cli.sweep.spec_common import (
@@ -155,6 +156,8 @@ class LLMSweepSpec(Grid):
             if not generated and not path.exists():
                 raise KdfairError(f"{where(self.source, key)}: {path} does not exist"
                                   + ("" if self.generate else " (add [data.generate] to make the toy there)"))
+            if not generated:  # read as they are: no sweep output may go inside them (BBQ, models)
+                register_input(path, "folder" if path.is_dir() else "file")
 
     def setting(self, role: str, key: str) -> Any:
         """A training setting of `role` as the trainer will use it (the spec's, else the default)."""
