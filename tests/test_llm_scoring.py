@@ -250,7 +250,7 @@ def test_resume_after_the_weights_were_replaced_starts_afresh(env, tmp_path, mon
     shutil.copytree(env["qwen2"], model)
     out = tmp_path / "r.parquet"
     args = ("predict", model, "--dataset", "bbq", "--data", env["bbq"], "--chunk-size", "10", "-o", out)
-    real = causal_lm.score_pairs
+    real = shared_prompt.score_shared
     calls = {"n": 0}
 
     def dies_after_two(*a, **k):
@@ -259,14 +259,14 @@ def test_resume_after_the_weights_were_replaced_starts_afresh(env, tmp_path, mon
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(causal_lm, "score_pairs", dies_after_two)
+    monkeypatch.setattr(shared_prompt, "score_shared", dies_after_two)
     invoke(*args)
     assert len(list((tmp_path / "r.parquet.parts").glob("chunk-*.npy"))) == 2
     other = tiny_lm(tmp_path / "other", "qwen2", seed=7)
     size = (model / "model.safetensors").stat().st_size
     assert (other / "model.safetensors").stat().st_size == size
     shutil.copy(other / "model.safetensors", model / "model.safetensors")
-    monkeypatch.setattr(causal_lm, "score_pairs", real)
+    monkeypatch.setattr(shared_prompt, "score_shared", real)
     res = invoke(*args)
     assert res.exit_code == 0, res.output
     assert "different run" in res.stderr and "resuming" not in res.stderr
