@@ -52,5 +52,5 @@ def _predictor(model_dir: Path) -> Any:
 
 FAMILY = ArchFamily(name=ARCH_FAMILY, wants_data="--dataset corpus", wants_arch="--arch causal-lm",
                     build=_build, save=_save, objective=_objective, predictor=_predictor,
-                    supports=frozenset({"lora_rank", "lora_alpha", "grad_checkpointing", "fsdp"}),
+                    supports=frozenset({"lora_rank", "lora_alpha", "grad_checkpointing", "fsdp", "kd_sequence"}),
                     shard_units=lambda model: model.blocks())

@@ -189,8 +189,6 @@ class TrainConfig:
         require(self.pretrained is None or Path(self.pretrained).exists(),
                 f"--pretrained {self.pretrained}: no such file or folder")
         if self.role == "ds" and self.kd == "sequence":
-            require(self.arch == "causal-lm" and self.dataset == "corpus",
-                    "--kd sequence trains --arch causal-lm on --dataset corpus (a teacher's generated corpus)")
             require(self.teacher is None or self.teacher_logits is None,
                     "give at most one of --teacher DIR and --teacher-logits FILE")
             if self.teacher is not None or self.teacher_logits is not None:  # token-level KD as well
@@ -213,7 +211,8 @@ class TrainConfig:
         asked = {"lora_rank": (self.lora_rank > 0, "--lora-rank"),
                  "lora_alpha": (self.lora_alpha > 0, "--lora-alpha"),
                  "grad_checkpointing": (self.grad_checkpointing, "--grad-checkpointing"),
-                 "fsdp": (self.parallel == "fsdp", "--parallel fsdp")}
+                 "fsdp": (self.parallel == "fsdp", "--parallel fsdp"),
+                 "kd_sequence": (self.role == "ds" and self.kd == "sequence", "--kd sequence")}
         if not any(on for on, _ in asked.values()):
             return
         family = arch_family(self.arch) if self.arch else None
