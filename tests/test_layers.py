@@ -29,6 +29,7 @@ def test_import_contracts_hold() -> None:
     assert "0 broken" in res.stdout
 
 
+@pytest.mark.slow  # a copy of the package and a lint-imports run per case
 @pytest.mark.parametrize("module, line, broken", [
     ("metrics/multiple_testing.py", "from kdfair_cli.sweep.runner import run_sweep",
      "kdfair_cli.metrics.multiple_testing -> kdfair_cli.sweep.runner"),
