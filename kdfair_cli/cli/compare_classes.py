@@ -115,6 +115,9 @@ def command(
     res = api.compare_classes([str(p) for p in a], [str(p) for p in b], normalize=normalize,
                               alpha=alpha, correction=correction, label_col=label_col,
                               pred_col=pred_col, id_col=id_col)
+    for path in (out, disagreement_out, plot):  # the inputs are known now: refuse before any table
+        if path is not None:
+            check_writable(path)
     notes = np.asarray(res.comparison.note, dtype=str)
     for note in sorted(set(notes) - {""}):
         console.print(f"[yellow]warning:[/] {int((notes == note).sum())} class(es) flagged "

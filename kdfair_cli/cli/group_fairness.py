@@ -181,6 +181,8 @@ def command(
                              null=null, null_permutation=null_permutation,
                              versus=[str(v) for v in versus] if versus else None, label_col=label_col, pred_col=pred_col, id_col=id_col,
                              attr_prefix=attr_prefix)
+    if out is not None:  # the inputs are known now: refuse before any table is printed
+        check_writable(out)
     for attr in res.attributes.values():
         for w in attr.warnings:
             console.print(f"[yellow]warning:[/] attribute {attr.name}: {w}")

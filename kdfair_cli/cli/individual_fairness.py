@@ -67,6 +67,8 @@ def command(
                                   label_col=label_col, pred_col=pred_col, logits_col=logits_col,
                                   id_col=id_col, n_boot=n_boot, confidence=confidence, seed=seed,
                                   versus=[str(v) for v in versus] if versus else None, n_perm=n_perm)
+    if out is not None:  # the inputs are known now: refuse before any table is printed
+        check_writable(out)
     rows = res.rows()
     n_zero = rows[0]["n_zero_distance"]
     if n_zero:
