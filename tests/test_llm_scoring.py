@@ -295,3 +295,18 @@ def test_hub_name_is_refused(env, tmp_path):
     one_line_error(invoke("predict", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "--dataset", "bbq",
                           "--data", env["bbq"], "-o", tmp_path / "x.parquet"), "never downloads")
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_250_character_output_name_scores_and_keeps_its_chunks_beside_it(env, tmp_path):
+    """OUT.parts would pass NAME_MAX (255 bytes) for a legal 250-character name: the chunk folder
+    takes a hashed name instead, and is gone once the file is written."""
+    from kdfair_cli.llm.scoring import parts_dir_for
+
+    out = tmp_path / ("p" * 242 + ".parquet")
+    assert len(out.name) == 250
+    assert parts_dir_for(tmp_path / "r.parquet") == tmp_path / "r.parquet.parts"
+    long_parts = parts_dir_for(out)
+    assert long_parts.parent == tmp_path and len(long_parts.name) < 255 and long_parts.name.endswith(".parts")
+    result = invoke("predict", env["llama"], "--dataset", "bbq", "--data", env["bbq"], "--chunk-size", "10", "-o", out)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert out.exists() and not long_parts.exists()

@@ -72,7 +72,7 @@ def command(
     from kdfair_cli.data.options import parse_dataset_options
     from kdfair_cli.inference import predict_split
     from kdfair_cli.io.atomic import check_writable
-    from kdfair_cli.llm.scoring import remove_parts
+    from kdfair_cli.llm.scoring import parts_dir_for, remove_parts
 
     if out != "-":
         check_writable(out)
@@ -82,14 +82,14 @@ def command(
                         dataset_options=parse_dataset_options(dataset_option), workers=workers,
                         lm_options={"lm_score": lm_score, "prompt_template": prompt_template,
                                     "chunk_size": chunk_size, "out": out,
-                                    "parts_dir": None if out == "-" else f"{out}.parts"})
+                                    "parts_dir": None if out == "-" else str(parts_dir_for(out))})
     if res is None:  # a non-zero rank under torchrun: rank 0 writes the file
         return
     res.write(out)
     console.print(f"{model_dir} on {res.meta['dataset']}/{split}: {len(res.label)} samples, "
                   f"accuracy {res.accuracy:.4f} -> {out}")
     if res.meta.get("lm"):
-        remove_parts(f"{out}.parts")
+        remove_parts(parts_dir_for(out))
         roles = (res.meta.get("dataset_options") or {}).get("roles") or {}
         if roles.get("undetermined"):
             console.print(f"[yellow]warning:[/] {roles['undetermined']} item(s) have answer roles that "

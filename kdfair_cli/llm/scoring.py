@@ -15,6 +15,7 @@ non-finite values is scored again. The folder is removed once the predictions fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -266,6 +267,16 @@ def _open_parts(parts: Path, key: dict, n: int, chunk_size: int) -> dict[int, np
     with atomic_path(manifest) as tmp:
         tmp.write_text(json.dumps(key, indent=1, sort_keys=True))
     return stored
+
+
+def parts_dir_for(out: str | Path) -> Path:
+    """The chunk folder of output `out`: `OUT.parts` beside it, or `.<hash>.parts` when that name
+    would pass the file system's 255-byte limit (a legal 250-character output name)."""
+    out = Path(out)
+    name = f"{out.name}.parts"
+    if len(name.encode()) > 255:
+        name = f".{hashlib.sha256(out.name.encode()).hexdigest()[:16]}.parts"
+    return out.with_name(name)
 
 
 def remove_parts(parts: str | Path) -> None:
