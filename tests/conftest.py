@@ -6,8 +6,9 @@ from kdfair_cli.data import registry
 
 #: A test not marked slow may spend at most this much CPU (this process, all threads) in its call
 #: phase: one that trains a model, runs a sweep or a SLURM job must carry @pytest.mark.slow, so
-#: that `pytest -m "not slow"` stays fast. CPU time, not wall time: robust to a loaded machine.
-FAST_CPU_SECONDS = 2.0
+#: that `pytest -m "not slow"` stays fast. CPU time, not wall time: robust to a loaded machine; 3 s
+#: leaves room for the first import of a heavy module, which falls on whichever test comes first.
+FAST_CPU_SECONDS = 3.0
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -126,6 +126,7 @@ def test_harness_docs_are_bbq_items():
     assert all(any(d[f"ans{k}"] in HARNESS_UNKNOWNS for k in range(3)) for d in bbq_items())
 
 
+@pytest.mark.slow  # two CLI imports end to end; the first lm-eval import of a run pays the module loads
 def test_ambig_and_disambig_files_import_as_one_with_provenance(setup, tmp_path):
     """lm-eval's bbq_ambig and bbq_disambig tasks write one samples file each: imported together they
     give the file the single `bbq` samples give; the sibling results file's settings are recorded and
