@@ -152,6 +152,8 @@ CASES = [
     C("dataloss-predict-out-in-model-dir", [*P, "--data", "{bbq}", "-o", "{lm}/preds.parquet"], "lm",
       out="{lm}/preds.parquet"),
     C("dataloss-predict-out-is-weights", [*P, "--data", "{bbq}", "-o", "{lm}/model.safetensors"], "lm"),
+    C("dataloss-predict-new-item-file-in-bbq", [*P, "--data", "{bbq}", "-o", "{bbq}/data/New.jsonl"], "data",
+      out="{bbq}/data/New.jsonl"),
     C("dataloss-predict-out-replaces-bbq", [*P, "--data", "{bbq}/data", "-o", "{bbq}"], "BBQ"),
     C("dataloss-predict-parts-taken-over", [*P, "--data", "{bbq}", "-o", "{root}/user.parquet"],
       "user.parquet.parts", out="{root}/user.parquet"),

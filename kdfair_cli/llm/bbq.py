@@ -199,6 +199,8 @@ def find_files(path: Path) -> tuple[list[Path], Path | None]:
     if path.is_file():
         return [path], None
     folder = path / "data" if (path / "data").is_dir() else path
+    # Every .jsonl here is an item file: a new one would change the dataset, so nothing is written here.
+    register_input(folder, "folder")
     files = sorted(folder.glob("*.jsonl"))
     if not files:
         raise KdfairError(f"{path}: no BBQ .jsonl files (expected {path}/data/<Category>.jsonl)")
