@@ -49,12 +49,14 @@ def test_example_parses_into_the_documented_grid(tmp_path) -> None:
     expected = (["teacher"] + [f"nds-s{s}" for s in seeds] + ["cache-teacher"]
                 + [f"ds-T{t}-s{s}" for t in temps for s in seeds]
                 + ["audit-teacher"] + [f"audit-nds-s{s}" for s in seeds]
-                + [f"audit-ds-T{t}-s{s}" for t in temps for s in seeds] + [f"compare-T{t}" for t in temps])
+                + [f"audit-ds-T{t}-s{s}" for t in temps for s in seeds] + [f"compare-T{t}" for t in temps]
+                + [f"compare-teacher-T{t}" for t in temps])
     assert ids == expected
     by = {c.id: c for c in cells}
     assert by["cache-teacher"].deps == ["teacher"] and by["ds-T4-s1"].deps == ["cache-teacher"]
     assert by["audit-ds-T4-s1"].deps == ["ds-T4-s1"]
     assert by["compare-T2"].deps == ["audit-ds-T2-s0", "audit-ds-T2-s1", "audit-nds-s0", "audit-nds-s1"]
+    assert by["compare-teacher-T2"].deps == ["audit-ds-T2-s0", "audit-ds-T2-s1", "audit-teacher"]
     stages = [c.stage for c in cells]
     assert stages == sorted(stages, key=["train", "cache", "distill", "audit", "analyses"].index)
     assert by["cache-teacher"].config["temperatures"] == [1.0, 2.0, 4.0, 8.0]
@@ -197,7 +199,7 @@ def test_reduced_example_end_to_end(tmp_path, one_thread) -> None:
     res = cli.invoke(app, ["sweep", "run", str(spec), "-o", str(out)])
     assert res.exit_code == 0, (res.output, res.exception)
     again = cli.invoke(app, ["sweep", "run", str(spec), "-o", str(out)])
-    assert again.exit_code == 0 and "17 already done" in " ".join(again.stderr.split())
+    assert again.exit_code == 0 and "19 already done" in " ".join(again.stderr.split())
     rep = cli.invoke(app, ["report", str(out)])
     assert rep.exit_code == 0, rep.output
     report = out / "report"
@@ -223,20 +225,25 @@ def test_reduced_example_end_to_end(tmp_path, one_thread) -> None:
         ds_files = [cells / f"audit-ds-T{t}-s{s}" / "preds.parquet" for s in (0, 1)]
         nds_files = [cells / f"audit-nds-s{s}" / "preds.parquet" for s in (0, 1)]
         vs = bias_score(ds_files, versus=nds_files, n_boot=1000, n_perm=2000, seed=0).to_dict()["overall"]["versus"]
-        for metric, row in deltas[deltas["temperature"] == t].set_index("metric").iterrows():
+        for metric, row in deltas[(deltas["temperature"] == t) & (deltas["against"] == "nds")].set_index("metric").iterrows():
             assert row["p"] == near(vs[metric]["p_value"])
             assert row["delta"] == near(vs[metric]["difference"])
         flips = pd.read_parquet(cells / f"compare-T{t}" / "flips.parquet")
         a = np.stack([pd.read_parquet(f).sort_values("sample_id")["pred"].to_numpy() for f in ds_files])
         b = np.stack([pd.read_parquet(f).sort_values("sample_id")["pred"].to_numpy() for f in nds_files])
         assert len(flips) == int((a != b).any(0).sum())
+        teacher_files = [cells / "audit-teacher" / "preds.parquet"]
+        vt = bias_score(ds_files, versus=teacher_files, n_boot=1000, n_perm=2000, seed=0).to_dict()["overall"]["versus"]
+        rows = deltas[(deltas["temperature"] == t) & (deltas["against"] == "teacher")].set_index("metric")
+        for metric, row in rows.iterrows():
+            assert row["p"] == near(vt[metric]["p_value"]) and row["delta"] == near(vt[metric]["difference"])
     assert deltas["p_holm"].to_numpy() == near(holm(deltas["p"].to_numpy()))
     md = (report / "table.md").read_text()
-    assert "## DS - NDS per temperature" in md and "Teacher s_AMB" in md
+    assert "## DS - NDS per temperature" in md and "## DS - teacher per temperature" in md and "Teacher s_AMB" in md
     ds_meta = json.loads((cells / "ds-T8-s1" / "model" / "model.json").read_text())
     assert ds_meta["temperature"] == 8 and ds_meta["role"] == "ds" and ds_meta["teacher"]["mode"] == "offline"
     status = json.loads(cli.invoke(app, ["sweep", "status", str(out), "--json"]).stdout)
-    assert {r["status"] for r in status} == {"done"} and len(status) == 17
+    assert {r["status"] for r in status} == {"done"} and len(status) == 19
 
 
 @pytest.mark.slow

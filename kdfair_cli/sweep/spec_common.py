@@ -102,8 +102,9 @@ class Grid:
     device: str
 
 
-def parse_grid(source: Path, sweep: dict[str, Any]) -> Grid:
-    """The checked grid of a [sweep] table (already type-checked by `table`)."""
+def parse_grid(source: Path, sweep: dict[str, Any], modes: tuple[str, ...] = DISTILLATION_MODES) -> Grid:
+    """The checked grid of a [sweep] table (already type-checked by `table`); `modes`: the
+    distillation modes the sweep kind offers (a kind may add its own)."""
     seeds = sweep.get("seeds", [0])
     if not seeds:
         raise KdfairError(f"{where(source, 'sweep.seeds')}: give at least one seed")
@@ -124,9 +125,9 @@ def parse_grid(source: Path, sweep: dict[str, Any]) -> Grid:
     if len(set(temperatures)) != len(temperatures):
         raise KdfairError(f"{where(source, 'sweep.temperatures')}: temperatures repeat: {temps}")
     distillation = sweep.get("distillation", "offline")
-    if distillation not in DISTILLATION_MODES:
+    if distillation not in modes:
         raise KdfairError(f"{where(source, 'sweep.distillation')}: '{distillation}': expected "
-                          f"{'|'.join(DISTILLATION_MODES)}")
+                          f"{'|'.join(modes)}")
     alpha = sweep.get("alpha", setting_default("alpha"))
     if not 0 <= alpha <= 1:
         raise KdfairError(f"{where(source, 'sweep.alpha')}: must be in [0, 1], got {alpha}")

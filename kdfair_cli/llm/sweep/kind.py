@@ -23,9 +23,9 @@ def _report(sweep_dir: Path, out: Path | None) -> Any:
 
 KIND = SweepKind(
     name="llm", parse=parse_llm_spec, example=LLM_EXAMPLE_SPEC, build_cells=build_llm_cells,
-    work={"lm-train": work.lm_train_work, "lm-cache": work.lm_cache_work,
+    work={"lm-train": work.lm_train_work, "lm-cache": work.lm_cache_work, "lm-generate": work.lm_generate_work,
           "audit": lambda spec, cell, sweep_dir, device, verbose: work.audit_work(spec, cell, sweep_dir, device),
           "compare": lambda spec, cell, sweep_dir, device, verbose: work.compare_work(spec, cell, sweep_dir)},
     prepare_data=_prepare_data, record=LLMSweepSpec.record, report=_report,
-    analyses="DS vs NDS per temperature (paired tests, flips)",
+    analyses="DS vs NDS and DS vs teacher per temperature (paired tests, flips)",
 )

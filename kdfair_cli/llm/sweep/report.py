@@ -1,11 +1,14 @@
 """The report of an LLM sweep: BBQ accuracy and bias scores per model and temperature, DS - NDS
-per temperature with paired tests and Holm's correction, a plot against T, findings in words.
+and DS - teacher per temperature with paired tests and Holm's correction, a plot against T,
+findings in words.
 
-Computed from the cell folders (audit-<model>/preds.parquet and metrics.json, compare-T<T>/
-metrics.json) with kdfair_cli.api.bias_score, the library behind `kdfair bias-score`, with the
-spec's [audit] settings: a model's row over several seeds is bias_score over its seeds' files
-(mean over runs, bootstrap interval over items, std over seeds); the p-values are those of the
-compare cells (paired permutation test, DS seed k with NDS seed k). See docs/llm.md.
+Computed from the cell folders (audit-<model>/preds.parquet and metrics.json, compare-T<T>/ and
+compare-teacher-T<T>/metrics.json) with kdfair_cli.api.bias_score, the library behind `kdfair
+bias-score`, with the spec's [audit] settings: a model's row over several seeds is bias_score over
+its seeds' files (mean over runs, bootstrap interval over items, std over seeds); the p-values are
+those of the compare cells (paired permutation test, DS seed k with NDS seed k, or every DS seed
+with the teacher's one run). For a sequence-level sweep T is the teacher's sampling temperature.
+See docs/llm.md.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
             row[m] = math.nan if value is None else value
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = (math.nan if v is None else v for v in (lo, hi))
         row["n_ambig"], row["n_disambig"] = overall["n_ambig"], overall["n_disambig"]
+        row["n_unparsed"] = overall.get("n_unparsed", 0.0)
         metrics = c.dir(sweep_dir).parent / model / "metrics.json"
         trained = _load(metrics) if train is not None else {}
         row["val_loss"], row["val_acc"] = trained.get("val_loss", math.nan), trained.get("val_acc", math.nan)
@@ -85,6 +89,7 @@ def summarise(results: pd.DataFrame, audit: dict[str, Any]) -> pd.DataFrame:
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = (math.nan if v is None else v for v in (lo, hi))
             floor = (res["floor"].get(m) or {}).get("floor")
             row[f"{m}_floor"] = math.nan if floor is None else floor
+        row["n_unparsed"] = res.get("n_unparsed", 0.0)  # answers not read, mean over runs
         out.append(row)
     return in_model_order(pd.DataFrame(out), ("temperature",))
 
@@ -94,30 +99,42 @@ def _above(a: pd.Series, b: pd.Series, m: str) -> bool:
     return bool(a[f"{m}_ci_low"] > b[f"{m}_ci_high"])
 
 
+AGAINST = ("nds", "teacher")  # what a compare cell sets the DS against, in report order
+
+
+def _sort_key(s: pd.Series) -> pd.Series:
+    if s.name == "metric":
+        return s.map(METRICS.index)
+    return s.map(AGAINST.index) if s.name == "against" else s
+
+
 def deltas(sweep_dir: Path, doc: dict[str, Any], missing: list[str], table: pd.DataFrame) -> pd.DataFrame:
-    """Per temperature and metric: DS, NDS, DS - NDS and the paired test's p (compare cells), with
-    p Holm-adjusted over every test of the report; for s_AMB the share of the teacher's excess
-    over the NDS (when the teacher's interval lies above the NDS's; NaN otherwise)."""
+    """Per comparison (DS against the NDS or the teacher), temperature and metric: DS, the other
+    model, DS - other and the paired test's p (compare cells), with p Holm-adjusted over every test
+    of the report; for DS - NDS s_AMB the share of the teacher's excess over the NDS (when the
+    teacher's interval lies above the NDS's; NaN otherwise)."""
     teacher = table[table["model"] == "teacher"]
     nds = table[table["model"] == "nds"]
     rows = []
     for c in cells_from_json(doc):
         if c.kind != "compare" or c.id in missing:
             continue
+        against = c.config.get("against", "nds")
         overall = _load(c.dir(sweep_dir) / "metrics.json")["comparison"]["overall"]
         for m in METRICS:
             v = overall["versus"][m]
-            row = {"temperature": float(c.config["temperature"]), "metric": m,
+            row = {"against": against, "temperature": float(c.config["temperature"]), "metric": m,
                    "ds": math.nan if overall[m] is None else overall[m],
-                   "nds": math.nan if v["value"] is None else v["value"],
+                   "other": math.nan if v["value"] is None else v["value"],
                    "delta": math.nan if v["difference"] is None else v["difference"],
                    "p": math.nan if v["p_value"] is None else v["p_value"], "share_of_teacher": math.nan}
-            if m == "bias_ambig" and not teacher.empty and not nds.empty and _above(teacher.iloc[0], nds.iloc[0], m):
+            if (against == "nds" and m == "bias_ambig" and not teacher.empty and not nds.empty
+                    and _above(teacher.iloc[0], nds.iloc[0], m)):
                 row["share_of_teacher"] = row["delta"] / (teacher.iloc[0][m] - nds.iloc[0][m])
             rows.append(row)
-    out = pd.DataFrame(rows, columns=["temperature", "metric", "ds", "nds", "delta", "p", "share_of_teacher"])
-    out = out.sort_values(["temperature", "metric"], key=lambda s: s.map(METRICS.index) if s.name == "metric" else s)
-    out = out.reset_index(drop=True)
+    out = pd.DataFrame(rows, columns=["against", "temperature", "metric", "ds", "other", "delta", "p",
+                                      "share_of_teacher"])
+    out = out.sort_values(["against", "temperature", "metric"], key=_sort_key).reset_index(drop=True)
     out["p_holm"] = adjust_pvalues(out["p"].to_numpy(), "holm") if len(out) else []
     return out
 
@@ -127,7 +144,9 @@ def _cell(row: pd.Series, m: str) -> str:
         return "undefined" if m.startswith("bias") else "-"
     spread = f" ± {row[f'{m}_std']:.3f}" if row["n_seeds"] > 1 and not pd.isna(row[f"{m}_std"]) else ""
     ci = "" if pd.isna(row[f"{m}_ci_low"]) else f" [{row[f'{m}_ci_low']:.3f}, {row[f'{m}_ci_high']:.3f}]"
-    return f"{row[m]:.3f}{spread}{ci}{' °' if within_floor(row, m) else ''}"
+    floor = row.get(f"{m}_floor", math.nan)
+    shown = "" if not m.startswith("bias") or pd.isna(floor) else f" floor {floor:.3f}"
+    return f"{row[m]:.3f}{spread}{ci}{shown}{' °' if within_floor(row, m) else ''}"
 
 
 def within_floor(row: pd.Series, m: str) -> bool:
@@ -137,21 +156,28 @@ def within_floor(row: pd.Series, m: str) -> bool:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    head = ["model", "T", "seeds"] + [HEADINGS[m] for m in METRICS]
+    unparsed = "n_unparsed" in table and bool((table["n_unparsed"].fillna(0) > 0).any())
+    head = ["model", "T", "seeds"] + [HEADINGS[m] for m in METRICS] + (["unparsed"] if unparsed else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         t = "-" if pd.isna(r["temperature"]) else f"{r['temperature']:g}"
         lines.append("| " + " | ".join([LABELS[r["model"]], t, str(int(r["n_seeds"]))]
-                                       + [_cell(r, m) for m in METRICS]) + " |")
+                                       + [_cell(r, m) for m in METRICS]
+                                       + ([f"{r['n_unparsed']:g}"] if unparsed else [])) + " |")
     lines.append("")
-    lines.append("° a bias score within its noise floor: a model naming people as often, with no direction "
-                 "(each named answer the biased one with probability 1/2), scores this much or more in 95% "
-                 "of draws (docs/llm.md).")
+    lines.append("floor: a bias score's noise floor; ° a bias score within it: a model naming people as often, "
+                 "with no direction (each named answer the biased one with probability 1/2), scores this much "
+                 "or more in 95% of draws (docs/llm.md).")
+    if unparsed:
+        lines.append("unparsed: generated answers from which no option could be read (pred -1, mean over "
+                     "seeds); they count as wrong in accuracy and as naming no one in the bias scores.")
     return "\n".join(lines) + "\n"
 
 
-def deltas_markdown(d: pd.DataFrame) -> str:
-    head = ["T"] + [f"Δ{HEADINGS[m]}" for m in METRICS] + ["share of the teacher's s_AMB"]
+def deltas_markdown(d: pd.DataFrame, against: str = "nds") -> str:
+    d = d[d["against"] == against]
+    share = against == "nds"
+    head = ["T"] + [f"Δ{HEADINGS[m]}" for m in METRICS] + (["share of the teacher's s_AMB"] if share else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t, g in d.groupby("temperature", sort=True):
         by = g.set_index("metric")
@@ -161,8 +187,9 @@ def deltas_markdown(d: pd.DataFrame) -> str:
             star = "*" if not pd.isna(r["p_holm"]) and r["p_holm"] < ALPHA else ""
             p = "n/a" if pd.isna(r["p"]) else f"{r['p']:.3g}"
             cells.append("-" if pd.isna(r["delta"]) else f"{r['delta']:+.3f} (p {p}){star}")
-        share = by.loc["bias_ambig", "share_of_teacher"]
-        cells.append("-" if pd.isna(share) else f"{share:.0%}")
+        if share:
+            part = by.loc["bias_ambig", "share_of_teacher"]
+            cells.append("-" if pd.isna(part) else f"{part:.0%}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -194,12 +221,13 @@ def conclusions(table: pd.DataFrame, d: pd.DataFrame) -> list[str]:
     for _, r in amb.iterrows():
         sig = r["p_holm"] < ALPHA
         share = "" if pd.isna(r["share_of_teacher"]) else f", {r['share_of_teacher']:.0%} of the teacher's excess over the NDS"
-        out.append(f"DS at T = {r['temperature']:g}: s_AMB {r['ds']:.3f}, {r['delta']:+.3f} vs the NDS "
-                   f"(p = {r['p']:.3g}, Holm {r['p_holm']:.3g}; {'significant' if sig else 'not significant'}{share}).")
+        out.append(f"DS at T = {r['temperature']:g}: s_AMB {r['ds']:.3f}, {r['delta']:+.3f} vs the "
+                   f"{LABELS[r['against']]} (p = {r['p']:.3g}, Holm {r['p_holm']:.3g}; "
+                   f"{'significant' if sig else 'not significant'}{share}).")
     sig = tested[tested["p_holm"] < ALPHA]
-    listed = "; ".join(f"{HEADINGS[r['metric']]} at T = {r['temperature']:g} ({r['delta']:+.3f})"
-                       for _, r in sig.iterrows())
-    out.append(f"{len(sig)} of {len(tested)} DS - NDS differences are significant (paired permutation tests, "
+    listed = "; ".join(f"{HEADINGS[r['metric']]} vs the {LABELS[r['against']]} at T = {r['temperature']:g} "
+                       f"({r['delta']:+.3f})" for _, r in sig.iterrows())
+    out.append(f"{len(sig)} of {len(tested)} DS differences are significant (paired permutation tests, "
                f"Holm-adjusted over the {len(tested)} tests, p < {ALPHA:g}){': ' + listed if listed else ''}.")
     return out
 
@@ -246,18 +274,28 @@ def build_llm_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -
     said = conclusions(table, delta)
     conf = f"{audit['confidence']:.0%}"
     markdown = to_markdown(table)
-    if not delta.empty:
+    n_tests = int(delta["p"].notna().sum())
+    if (delta["against"] == "nds").any():
         markdown += (f"\n## DS - NDS per temperature\n\nΔ = DS minus NDS (mean over seeds); p: paired permutation "
                      f"test on the same items ({audit['permutations']} permutations; DS seed k paired with NDS "
-                     f"seed k); * = significant after Holm's correction over the {int(delta['p'].notna().sum())} "
-                     f"tests (p < {ALPHA:g}). Share: Δs_AMB / (s_AMB of the teacher − s_AMB of the NDS), the part "
-                     "of the teacher's excess bias the DS carries.\n\n" + deltas_markdown(delta))
+                     f"seed k); * = significant after Holm's correction over the {n_tests} tests of this report "
+                     f"(p < {ALPHA:g}). Share: Δs_AMB / (s_AMB of the teacher − s_AMB of the NDS), the part "
+                     "of the teacher's excess bias the DS carries.\n\n" + deltas_markdown(delta, "nds"))
+    if (delta["against"] == "teacher").any():
+        markdown += ("\n## DS - teacher per temperature\n\nΔ = DS (mean over seeds) minus the teacher; p: paired "
+                     "permutation test on the same items, every DS seed paired with the teacher's one run; * as "
+                     "above.\n\n" + deltas_markdown(delta, "teacher"))
     if said:
         markdown += "\n" + "\n".join(f"- {line}" for line in said) + "\n"
+    how = ("T is the teacher's sampling temperature: each DS was fine-tuned on text the teacher generated "
+           "at T (sequence-level distillation)" if doc.get("distillation") == "sequence"
+           else "T is the distillation temperature of the teacher's soft targets")
+    read = ("answers generated and read from the text" if audit.get("method") == "generate"
+            else "answers scored by log-likelihood")
     title = (f"# {doc.get('name', 'sweep')}\n\nBBQ accuracy and bias scores (s_DIS, s_AMB on [-1, 1]; +1: every "
              f"named answer follows the stereotype) on {results['n_ambig'].iloc[0]} ambiguous and "
-             f"{results['n_disambig'].iloc[0]} disambiguated items; value [{conf} bootstrap interval over items]"
-             f"{', ± std over seeds' if table['n_seeds'].max() > 1 else ''}.\n\n")
+             f"{results['n_disambig'].iloc[0]} disambiguated items ({read}); value [{conf} bootstrap interval over "
+             f"items]{', ± std over seeds' if table['n_seeds'].max() > 1 else ''}. {how}.\n\n")
     paths = write_frames(out, results, table, delta)
     write_text_atomic(out / "table.md", title + markdown)
     paths["markdown"] = out / "table.md"

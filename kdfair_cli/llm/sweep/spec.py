@@ -2,10 +2,12 @@
 audited on BBQ. Parsed and validated completely before any work starts; every error names the
 spec file and the key (docs/llm.md, "The LLM sweep").
 
-Tables: [sweep] (the grid, as for classifiers, plus top_k), [data] (corpus, bbq, and path with
-[data.generate] for `kdfair data llm-toy`), [train] (every role), [teacher] (its pretrained
-directory, used as is, or trained first on its own corpus), [student] (the initial weights and
-settings of the NDS and the DS), [nds], [ds] (overrides), [audit] (scoring and statistics).
+Tables: [sweep] (the grid, as for classifiers, plus top_k; distillation may also be "sequence":
+the DS is fine-tuned on text the teacher generated at sampling temperature T), [data] (corpus,
+bbq, prompts, and path with [data.generate] for `kdfair data llm-toy`), [train] (every role),
+[teacher] (its pretrained directory, used as is, or trained first on its own corpus), [student]
+(the initial weights and settings of the NDS and the DS), [nds], [ds] (overrides), [generation]
+(sequence: how the teacher samples its corpus), [audit] (scoring or generation, and statistics).
 The training keys are TrainConfig's spec keys (one declaration: kdfair_cli.train.config) less
 those the causal-LM path does not use, plus max_length.
 """
@@ -24,15 +26,32 @@ from kdfair_cli.llm.toy_options import DEFAULTS as TOY_DEFAULTS, check_options a
 from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import register_input
 from kdfair_cli.llm.topk_cache import DEFAULT_TOP_K
+from kdfair_cli.llm.answers import DEFAULT_THINK_TAGS, parse_think_tags
+from kdfair_cli.llm.generate import GENERATION_TEMPLATE, Sampling
 from kdfair_cli.llm.scoring import SCORING, parse_template, predict_causal_lm
 from kdfair_cli.sweep.spec_common import (
     GRID_KEYS, Grid, check_device_available, check_top_level, parse_grid, resolve, table, where,
 )
 from kdfair_cli.train.config import ROLES, TrainConfig, setting_types, spec_keys
 
-TOP_KEYS = ("sweep", "data", "train", "teacher", "student", "nds", "ds", "audit")
+TOP_KEYS = ("sweep", "data", "train", "teacher", "student", "nds", "ds", "generation", "audit")
 SWEEP_KEYS: dict[str, type] = {**GRID_KEYS, "top_k": int}
-DATA_KEYS: dict[str, type] = {"corpus": str, "bbq": str, "path": str, "generate": dict}
+#: What an LLM sweep's DS learns from the teacher: its top-k logits cached once (offline), the
+#: teacher on every batch (online), or text the teacher generated at sampling temperature T
+#: (sequence: `kdfair generate TEACHER --dataset corpus`, then `distill --kd sequence`).
+SEQUENCE = "sequence"
+DISTILLATION = ("offline", "online", SEQUENCE)
+DATA_KEYS: dict[str, type] = {"corpus": str, "bbq": str, "prompts": str, "path": str, "generate": dict}
+#: [generation] (sequence only): the teacher's sampling, as `kdfair generate --dataset corpus`
+#: takes it; T is the grid's temperature and the seed the cell's seed.
+GENERATION_DEFAULTS: dict[str, Any] = {k: getattr(Sampling, k) for k in ("samples", "top_p", "max_new_tokens")}
+GENERATION_KEYS: dict[str, type] = {**{k: type(v) for k, v in GENERATION_DEFAULTS.items()}, "chat": bool}
+AUDIT_METHODS = ("score", "generate")
+#: [audit] keys of a generation audit (method = "generate"), with `kdfair generate`'s defaults
+#: (the template's default is GENERATION_TEMPLATE, the options lettered); `chat` missing = when
+#: the tokenizer has a chat template.
+AUDIT_GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": Sampling.max_new_tokens, "temperature": Sampling.temperature,
+                                             "think_tags": ",".join(DEFAULT_THINK_TAGS)}
 GENERATE_KEYS: dict[str, type] = {k: type(v) for k, v in TOY_DEFAULTS.items()}
 #: Spec keys of TrainConfig the causal-LM path does not read: the architecture is causal-lm, and
 #: image augmentation and label smoothing do not apply to next-token learning.
@@ -52,7 +71,8 @@ AUDIT_DEFAULTS: dict[str, Any] = {
     "prompt_template": parse_template(None),
     **{k: inspect.signature(f).parameters[p].default for k, (f, p) in _AUDIT_PARAMS.items()},
 }
-AUDIT_KEYS: dict[str, type] = {k: type(v) for k, v in AUDIT_DEFAULTS.items()}
+AUDIT_KEYS: dict[str, type] = {**{k: type(v) for k, v in AUDIT_DEFAULTS.items()}, "method": str, "chat": bool,
+                               **{k: type(v) for k, v in AUDIT_GENERATION_DEFAULTS.items()}}
 
 #: The example `kdfair sweep init --kind llm` writes (examples/llm_bbq.toml with paths from the
 #: repository root).
@@ -135,6 +155,12 @@ class LLMSweepSpec(Grid):
     student_pretrained: Path
     roles: dict[str, dict[str, Any]]  # role -> training settings (the teacher's only when trained)
     audit: dict[str, Any]
+    prompts: Path | None = None  # sequence: the teacher's prompts (None: those of data.corpus)
+    generation: dict[str, Any] | None = None  # sequence: [generation] with its defaults
+
+    @property
+    def sequence(self) -> bool:
+        return self.distillation == SEQUENCE
 
     @property
     def teacher_trained(self) -> bool:
@@ -146,7 +172,16 @@ class LLMSweepSpec(Grid):
                  "student.pretrained": self.student_pretrained}
         if self.teacher_corpus is not None:
             paths["teacher.corpus"] = self.teacher_corpus
+        if self.prompts is not None:
+            paths["data.prompts"] = self.prompts
         return paths
+
+    def sampling(self, temperature: float, seed: int) -> Sampling:
+        """The teacher's sampling of the sequence-level corpus at grid temperature T for a seed."""
+        assert self.generation is not None
+        g = self.generation
+        return Sampling(max_new_tokens=g["max_new_tokens"], temperature=temperature, top_p=g["top_p"],
+                        samples=g["samples"], seed=seed)
 
     def check_runnable(self, device: str | None = None) -> None:
         """Before any cell starts: the device, and every input unless [data.generate] makes it."""
@@ -170,14 +205,18 @@ class LLMSweepSpec(Grid):
         return {"corpus": str(self.corpus), "generate": self.generate}
 
     def train_config(self, role: str, seed: int, out: str, *, temperature: float | None = None,
-                     teacher_logits: str | None = None, teacher: str | None = None) -> TrainConfig:
+                     teacher_logits: str | None = None, teacher: str | None = None,
+                     generated: str | None = None) -> TrainConfig:
+        """`generated`: a sequence DS's corpus (the teacher's text at T), in place of data.corpus."""
         from kdfair_cli.llm.trainee import LM_ARCH  # loads torch: only when a config is made
 
         data = self.teacher_corpus if role == "teacher" else self.corpus
         pretrained = self.teacher_pretrained if role == "teacher" else self.student_pretrained
         cfg = TrainConfig(arch=LM_ARCH, dataset="corpus", data=str(data), pretrained=str(pretrained), out=out,
                           role=role, seed=seed, device=self.device, **self.roles[role])
-        if role == "ds":
+        if role == "ds" and self.sequence:
+            cfg.kd, cfg.data = SEQUENCE, str(generated if generated is not None else data)
+        elif role == "ds":
             cfg.temperature, cfg.alpha, cfg.t2_scaling = temperature, self.alpha, self.t2_scaling
             cfg.teacher_logits, cfg.teacher = teacher_logits, teacher
         return cfg
@@ -190,7 +229,8 @@ class LLMSweepSpec(Grid):
                 "bbq": str(self.bbq), "teacher": {"pretrained": str(self.teacher_pretrained),
                                                    "corpus": str(self.teacher_corpus) if self.teacher_corpus else None,
                                                    "seed": self.teacher_seed},
-                "student": str(self.student_pretrained), "roles": self.roles, "audit": self.audit}
+                "student": str(self.student_pretrained), "roles": self.roles, "audit": self.audit,
+                "prompts": str(self.prompts) if self.prompts else None, "generation": self.generation}
 
 
 def _option_error(source: Path, prefix: str, exc: KdfairError) -> KdfairError:
@@ -212,14 +252,43 @@ def _parse_generate(source: Path, data: dict[str, Any]) -> dict[str, Any] | None
     return generate
 
 
-def _parse_audit(source: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    audit = {**AUDIT_DEFAULTS, **table(source, doc, "audit", AUDIT_KEYS)}
+def _parse_audit(source: Path, doc: dict[str, Any], sequence: bool) -> dict[str, Any]:
+    """[audit] with its defaults. A scoring audit's dict is what it was before generation audits
+    existed (same cell hashes); a generation audit's adds its generation keys. The method
+    defaults to "generate" for a sequence sweep (its students learned text, not scores)."""
+    given = table(source, doc, "audit", AUDIT_KEYS)
+    method = given.pop("method", "generate" if sequence else "score")
+    if method not in AUDIT_METHODS:
+        raise KdfairError(f"{where(source, 'audit.method')}: '{method}': expected {'|'.join(AUDIT_METHODS)}")
+    gen_keys = [*AUDIT_GENERATION_DEFAULTS, "chat"]
+    if method == "score":
+        extra = next((k for k in gen_keys if k in given), None)
+        if extra:
+            raise KdfairError(f"{where(source, f'audit.{extra}')}: a generation setting; it needs "
+                              'audit.method = "generate"')
+        audit = {**AUDIT_DEFAULTS, **given}
+    else:
+        if "lm_score" in given:
+            raise KdfairError(f"{where(source, 'audit.lm_score')}: a scoring setting; a generation audit "
+                              "reads the answer from the text")
+        defaults = {k: v for k, v in AUDIT_DEFAULTS.items() if k != "lm_score"}
+        audit = {"method": method, **defaults, "prompt_template": GENERATION_TEMPLATE,
+                 **AUDIT_GENERATION_DEFAULTS, "chat": None, **given}
     try:
         audit["prompt_template"] = parse_template(audit["prompt_template"])
     except KdfairError as exc:
         raise KdfairError(f"{where(source, 'audit.prompt_template')}: {str(exc).removeprefix('--prompt-template ')}") \
             from None
-    if audit["lm_score"] not in SCORING:
+    if method == "generate":
+        try:
+            parse_think_tags(audit["think_tags"])
+        except ValueError as exc:
+            raise KdfairError(f"{where(source, 'audit.think_tags')}: {exc}") from None
+        try:
+            Sampling(max_new_tokens=audit["max_new_tokens"], temperature=audit["temperature"]).check()
+        except KdfairError as exc:
+            raise _option_error(source, "audit", exc) from None
+    elif audit["lm_score"] not in SCORING:
         raise KdfairError(f"{where(source, 'audit.lm_score')}: '{audit['lm_score']}': expected {'|'.join(SCORING)}")
     for key in ("batch_size", "bootstrap", "permutations"):
         if audit[key] < 1:
@@ -231,18 +300,44 @@ def _parse_audit(source: Path, doc: dict[str, Any]) -> dict[str, Any]:
     return audit
 
 
+def _parse_generation(source: Path, doc: dict[str, Any], sweep: dict[str, Any], sequence: bool) -> dict[str, Any] | None:
+    """[generation] with its defaults for a sequence sweep; refused elsewhere, as are the token-level
+    keys in a sequence sweep (they would be silently ignored)."""
+    if not sequence:
+        if "generation" in doc:
+            raise KdfairError(f"{where(source, 'generation')}: the teacher's sampling; it needs "
+                              f'sweep.distillation = "{SEQUENCE}"')
+        return None
+    for key in ("alpha", "t2_scaling", "top_k"):
+        if key in sweep:
+            raise KdfairError(f"{where(source, f'sweep.{key}')}: token-level distillation only; a "
+                              f'"{SEQUENCE}" DS learns the teacher\'s text (T is its sampling temperature)')
+    generation = {**GENERATION_DEFAULTS, **table(source, doc, "generation", GENERATION_KEYS)}
+    try:
+        Sampling(max_new_tokens=generation["max_new_tokens"], top_p=generation["top_p"],
+                 samples=generation["samples"]).check()
+    except KdfairError as exc:
+        raise _option_error(source, "generation", exc) from None
+    return generation
+
+
 def parse_llm_spec(doc: dict[str, Any], source: Path) -> LLMSweepSpec:
     """Validate an LLM spec completely; KdfairError names the key at fault."""
     source = Path(source)
     base = source.resolve().parent
     check_top_level(source, doc, TOP_KEYS)
     sweep = table(source, doc, "sweep", SWEEP_KEYS)
-    grid = parse_grid(source, sweep)
+    grid = parse_grid(source, sweep, DISTILLATION)
+    sequence = grid.distillation == SEQUENCE
+    generation = _parse_generation(source, doc, sweep, sequence)
     data = table(source, doc, "data", DATA_KEYS)
     common = table(source, doc, "train", TRAIN_KEYS)
     teacher = table(source, doc, "teacher", TEACHER_KEYS)
     student = table(source, doc, "student", STUDENT_KEYS)
     per_role = {role: table(source, doc, role, TRAIN_KEYS) for role in ("nds", "ds")}
+    if "prompts" in data and not sequence:
+        raise KdfairError(f"{where(source, 'data.prompts')}: the teacher's prompts; they need "
+                          f'sweep.distillation = "{SEQUENCE}"')
     for key in ("corpus", "bbq"):
         if key not in data:
             raise KdfairError(f"{where(source, f'data.{key}')}: missing; give the "
@@ -273,7 +368,8 @@ def parse_llm_spec(doc: dict[str, Any], source: Path) -> LLMSweepSpec:
         teacher_pretrained=resolve(base, teacher["pretrained"]),
         teacher_corpus=resolve(base, teacher["corpus"]) if trained else None,
         teacher_seed=teacher.get("seed", 0), student_pretrained=resolve(base, student["pretrained"]),
-        roles=roles, audit=_parse_audit(source, doc))
+        roles=roles, audit=_parse_audit(source, doc, sequence),
+        prompts=resolve(base, data["prompts"]) if "prompts" in data else None, generation=generation)
     # Every training config must pass the trainer's own checks now, not hours later (the
     # directories are checked by check_runnable: [data.generate] may make them).
     for role in roles:

@@ -3,8 +3,9 @@
 Every function writes only inside its cell's folder, each file atomically; the runner
 (kdfair_cli.sweep.runner.run_cell) holds the cell's lock and writes cell.json last. They call
 the library behind the commands: train_model (train-teacher / distill), write_teacher_cache
-(predict --dataset corpus --top-k), predict_causal_lm (predict --dataset bbq) and bias_score
-(bias-score), so a cell records what the commands give by hand.
+(predict --dataset corpus --top-k), generate_corpus (generate --dataset corpus), predict_causal_lm
+(predict --dataset bbq), generate_bbq (generate --dataset bbq) and bias_score (bias-score), so a
+cell records what the commands give by hand.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from kdfair_cli.errors import KdfairError
 from kdfair_cli.io.atomic import atomic_path, write_text_atomic
 from kdfair_cli.io.modeldir import META
 from kdfair_cli.sweep.cell import Cell, train_once
-from kdfair_cli.llm.sweep.cells import CACHE, TEACHER
+from kdfair_cli.llm.sweep.cells import CACHE, GENERATED, TEACHER
 from kdfair_cli.llm.sweep.spec import LLMSweepSpec
 
 PREDS = "preds.parquet"
@@ -71,14 +72,16 @@ def lm_train_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str, 
     """Train the teacher, an NDS or a DS (resuming a saved state); metrics.json from model.json."""
     conf = cell.config
     out = cell.dir(sweep_dir) / "model"
-    teacher = logits = None
+    teacher = logits = generated = None
     if conf["role"] == "ds":
-        if spec.distillation == "offline":
+        if spec.sequence:
+            generated = str(_cells(sweep_dir) / conf["corpus"] / GENERATED)
+        elif spec.distillation == "offline":
             logits = str(_cells(sweep_dir) / CACHE / "cache")
         else:
             teacher = str(teacher_dir(spec, sweep_dir))
     cfg = spec.train_config(conf["role"], conf["seed"], str(out), temperature=conf.get("temperature"),
-                            teacher_logits=logits, teacher=teacher)
+                            teacher_logits=logits, teacher=teacher, generated=generated)
     cfg.device = device
     train_once(cfg, verbose)
     meta = json.loads((out / META).read_text())
@@ -101,18 +104,65 @@ def lm_cache_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str, 
     return {"n_sequences": manifest["n_sequences"], "n_tokens": manifest["n_tokens"]}
 
 
+def lm_generate_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str, verbose: bool) -> dict[str, Any]:
+    """The teacher's sequence-level corpus at sampling temperature T (corpus.jsonl and its
+    provenance sidecar): its responses to data.prompts, or to the prompts of data.corpus (the
+    NDS's corpus, so that NDS and DS see the same prompts and differ in whose answers they learn)."""
+    from kdfair_cli.io.jsonl import json_lines
+    from kdfair_cli.llm.generate import generate_corpus, load_for_generation, make_engine
+    from kdfair_cli.llm.sequence import corpus_file
+
+    conf, d = cell.config, cell.dir(sweep_dir)
+    prompts = spec.prompts
+    if prompts is None:
+        prompts = d / "prompts.jsonl"
+        rows = []
+        for i, (at, row) in enumerate(json_lines(corpus_file(spec.corpus))):
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise KdfairError(f"{at}: a sequence sweep asks the teacher the corpus's prompts, and this "
+                                  "line has no 'prompt'; give data.prompts")
+            rows.append({"prompt": row["prompt"], "id": row.get("id", i)})
+        write_text_atomic(prompts, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    teacher = teacher_dir(spec, sweep_dir)
+    sampling = spec.sampling(conf["temperature"], conf["seed"])
+    lm = load_for_generation(teacher, device, "hf")
+    engine = make_engine("hf", teacher, lm, batch_size=spec.setting("ds", "batch_size"), seed=sampling.seed)
+    prov = generate_corpus(teacher, prompts, d / GENERATED, sampling=sampling, engine=engine, lm=lm,
+                           chat=spec.generation.get("chat") if spec.generation else None)
+    return {"n_prompts": prov["n_prompts"], "n_lines": prov["n_lines"]}
+
+
+def _generation_audit(spec: LLMSweepSpec, model: Path, audit: dict[str, Any], device: str, out: Path) -> None:
+    """A generation audit (`kdfair generate MODEL --dataset bbq`), greedy by default: one run."""
+    from kdfair_cli.llm.answers import parse_think_tags
+    from kdfair_cli.llm.generate import (Sampling, generate_bbq, load_for_generation, make_engine,
+                                         write_generation_file)
+
+    sampling = Sampling(max_new_tokens=audit["max_new_tokens"], temperature=audit["temperature"],
+                        seed=audit["seed"])
+    lm = load_for_generation(model, device, "hf")
+    engine = make_engine("hf", model, lm, batch_size=audit["batch_size"], seed=sampling.seed)
+    (run,) = generate_bbq(model, spec.bbq, sampling=sampling, engine=engine, lm=lm, chat=audit["chat"],
+                          think_tags=parse_think_tags(audit["think_tags"]), template=audit["prompt_template"])
+    write_generation_file(out, run)
+
+
 def audit_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str) -> dict[str, Any]:
-    """Score BBQ with the model (preds.parquet) and its bias scores with intervals (metrics.json)."""
+    """The model's BBQ answers (preds.parquet: scored by log-likelihood, or generated and read from
+    the text) and its bias scores with intervals (metrics.json)."""
     from kdfair_cli.llm.scoring import predict_causal_lm
 
     audit, d = cell.config["audit"], cell.dir(sweep_dir)
-    parts = d / f"{PREDS}.parts"
-    preds = predict_causal_lm(model_dir(spec, cell.config["model"], sweep_dir), dataset="bbq", data=str(spec.bbq),
-                              split="test", device=device, batch_size=audit["batch_size"],
-                              lm_score=audit["lm_score"], prompt_template=audit["prompt_template"],
-                              parts_dir=parts)
-    preds.write(d / PREDS)
-    shutil.rmtree(parts, ignore_errors=True)
+    model = model_dir(spec, cell.config["model"], sweep_dir)
+    if audit.get("method") == "generate":
+        _generation_audit(spec, model, audit, device, d / PREDS)
+    else:
+        parts = d / f"{PREDS}.parts"
+        preds = predict_causal_lm(model, dataset="bbq", data=str(spec.bbq), split="test", device=device,
+                                  batch_size=audit["batch_size"], lm_score=audit["lm_score"],
+                                  prompt_template=audit["prompt_template"], parts_dir=parts)
+        preds.write(d / PREDS)
+        shutil.rmtree(parts, ignore_errors=True)
     scores = bias_score([d / PREDS], n_boot=audit["bootstrap"], confidence=audit["confidence"],
                         seed=audit["seed"]).to_dict()
     _write_json(d / METRICS, {"model": cell.config["model"], "scores": scores})
@@ -121,16 +171,18 @@ def audit_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: str) -> 
 
 
 def compare_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path) -> dict[str, Any]:
-    """DS at T against the NDS over the seeds (run k = seed k on both sides): paired permutation
-    test per metric and category, and the items whose answer flips."""
+    """DS at T against the NDS over the seeds (run k = seed k on both sides), or against the
+    teacher (its one run paired with every DS seed): paired permutation test per metric and
+    category, and the items whose answer flips."""
     audit, d, cells = cell.config["audit"], cell.dir(sweep_dir), _cells(sweep_dir)
+    against = cell.config.get("against", "nds")
     ds = [cells / dep / PREDS for dep in cell.deps if dep.startswith("audit-ds-")]
-    nds = [cells / dep / PREDS for dep in cell.deps if dep.startswith("audit-nds-")]
-    res = bias_score(ds, versus=nds, n_boot=audit["bootstrap"], confidence=audit["confidence"],
+    other = [cells / dep / PREDS for dep in cell.deps if not dep.startswith("audit-ds-")]
+    res = bias_score(ds, versus=other, n_boot=audit["bootstrap"], confidence=audit["confidence"],
                      n_perm=audit["permutations"], seed=audit["seed"])
     with atomic_path(d / FLIPS) as tmp:
         res.flips.to_parquet(tmp, index=False)
     doc = res.to_dict()
-    _write_json(d / METRICS, {"temperature": cell.config["temperature"], "comparison": doc})
+    _write_json(d / METRICS, {"temperature": cell.config["temperature"], "against": against, "comparison": doc})
     versus = doc["overall"]["versus"]
     return {k: versus[k]["p_value"] for k in versus}
