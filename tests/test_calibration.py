@@ -119,3 +119,44 @@ def test_individual_versus_keeps_its_level_on_overlapping_pairs() -> None:
     _report("individual fairness, overlapping pairs", rates)
     assert np.mean(new_rej) <= 0.07 and np.mean(new_cov) >= 0.93
     assert np.mean(old_rej) > 0.1  # what the per-pair test got wrong
+
+
+@pytest.mark.parametrize("runs", [2, 5])
+def test_bbq_versus_one_teacher_run_keeps_its_level(tmp_path, runs) -> None:
+    """The LLM sweep's DS - teacher test: R DS runs against the teacher's one run (bias_score pairs
+    it with every DS run). Planted null: per item an answer distribution with a stereotyped lean,
+    the teacher one more draw from it. Each metric's rejection rate at alpha = 0.05 must stay near
+    alpha (measured 0.023-0.067 over R = 1, 2, 5 and near-greedy models, 300 replicates each)."""
+    import pandas as pd
+
+    from kdfair_cli.api.bias_score import bias_score
+    from kdfair_cli.data.registry import open_dataset
+    from tests.llm_fakes import write_bbq
+
+    part = open_dataset("bbq", str(write_bbq(tmp_path / "BBQ", n_per_category=250))).split("test")
+    base = pd.DataFrame({"sample_id": part.sample_id, "label": part.labels,
+                         **{f"attr_{k}": np.asarray(v) for k, v in part.attrs.items()}})
+    n, reps = len(base), 200
+    rng = np.random.default_rng(runs)
+    rejected: dict[str, list[bool]] = {}
+    for r in range(reps):
+        cum = np.cumsum(rng.dirichlet([2.0, 1.0, 1.0], size=n), axis=1)
+
+        def draw() -> pd.DataFrame:
+            return base.assign(pred=(rng.random(n)[:, None] > cum).sum(1).clip(0, 2))
+
+        versus = bias_score([draw() for _ in range(runs)], versus=[draw()], n_boot=0, n_perm=199,
+                            seed=r).to_dict()["overall"]["versus"]
+        for k, v in versus.items():
+            if v["p_value"] is not None:
+                rejected.setdefault(k, []).append(v["p_value"] <= ALPHA)
+    rates = {k: np.asarray(v) for k, v in rejected.items()}
+    _report(f"BBQ DS ({runs} runs) vs one teacher run", rates)
+    assert set(rates) == {"acc_ambig", "acc_disambig", "bias_ambig", "bias_disambig"}
+    for k, v in rates.items():
+        assert len(v) >= 0.9 * reps and v.mean() <= 0.08, (k, v.mean())
+    # and it sees a real difference: a teacher that answers a third of the items correctly for sure
+    right = base.assign(pred=np.where(rng.random(n) < 1 / 3, base["label"], draw()["pred"]))
+    power = bias_score([draw() for _ in range(runs)], versus=[right], n_boot=0, n_perm=199,
+                       seed=0).to_dict()["overall"]["versus"]
+    assert power["acc_disambig"]["p_value"] <= ALPHA and power["acc_ambig"]["p_value"] <= ALPHA
