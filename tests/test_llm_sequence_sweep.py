@@ -21,6 +21,7 @@ from kdfair_cli.cli.app import app
 from kdfair_cli.llm.generate import GENERATION_TEMPLATE
 from kdfair_cli.sweep.cells import build_cells
 from kdfair_cli.sweep.spec import load_spec
+from tests.test_llm_sweep import assert_refused, example_text as llm_example_text, near, write
 from tests.test_llm_sweep import one_thread  # noqa: F401  (a fixture: one torch thread)
 
 cli = CliRunner()
@@ -29,18 +30,9 @@ EXAMPLE = ROOT / "examples" / "llm_sequence.toml"
 TOKEN_EXAMPLE = ROOT / "examples" / "llm_bbq.toml"
 
 
-def example_text(path: Path = EXAMPLE, **edits: str) -> str:
-    text = path.read_text().replace("../data/llm-toy", "toy")
-    for old, new in edits.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    return text
-
-
-def write(tmp_path: Path, text: str, name: str = "seq.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
+def example_text(path: Path = EXAMPLE, /, **edits: str) -> str:
+    """examples/llm_sequence.toml (unless `path`) as test_llm_sweep.example_text gives it."""
+    return llm_example_text(path, **edits)
 
 
 def test_sequence_example_parses_into_its_grid(tmp_path) -> None:
@@ -104,13 +96,7 @@ def test_sampling_settings_rerun_the_corpora_and_what_follows_only(tmp_path) -> 
     ({'distillation = "sequence"': 'distillation = "offline"'}, "generation"),
 ])
 def test_bad_sequence_spec_is_refused_with_one_line(tmp_path, edits, key) -> None:
-    spec = write(tmp_path, example_text(**edits))
-    out = tmp_path / "sweep"
-    res = cli.invoke(app, ["sweep", "run", str(spec), "-o", str(out)])
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("kdfair: error:"), res.stderr
-    assert key in lines[0], lines[0]
-    assert not out.exists() and not (tmp_path / "toy").exists()
+    assert_refused(tmp_path, example_text(**edits), key)
 
 
 def test_prompts_need_a_sequence_sweep_and_classifiers_have_no_sequence_mode(tmp_path) -> None:
@@ -121,10 +107,6 @@ def test_prompts_need_a_sequence_sweep_and_classifiers_have_no_sequence_mode(tmp
                                                                         'distillation = "sequence"')
     res = cli.invoke(app, ["sweep", "run", str(write(tmp_path, text, "tf.toml")), "-o", str(tmp_path / "sw")])
     assert res.exit_code == 2 and "sweep.distillation" in res.stderr and "offline|online" in res.stderr
-
-
-def near(x):
-    return pytest.approx(x, rel=1e-5, abs=1e-9)  # the CSV keeps 6 significant digits
 
 
 @pytest.mark.slow

@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "llm_bbq.toml"
 
 
-def example_text(**edits: str) -> str:
-    """The shipped example with its data under ./toy (relative to the copy) and `old=new` edits."""
-    text = EXAMPLE.read_text().replace("../data/llm-toy", "toy")
+def example_text(path: Path = EXAMPLE, /, **edits: str) -> str:
+    """A shipped example (llm_bbq.toml unless `path`) with its data under ./toy (relative to the
+    copy) and `old=new` edits."""
+    text = path.read_text().replace("../data/llm-toy", "toy")
     for old, new in edits.items():
         assert old in text, old
         text = text.replace(old, new)
@@ -117,13 +118,19 @@ def test_audit_settings_rerun_only_audits_and_ds_settings_only_the_students(tmp_
     ({'bbq = "toy/bbq"': 'bbqs = "toy/bbq"'}, "data.bbqs"),
 ])
 def test_bad_llm_spec_is_refused_with_one_line(tmp_path, edits, key) -> None:
-    spec = write(tmp_path, example_text(**edits))
+    assert_refused(tmp_path, example_text(**edits), key)
+
+
+def assert_refused(tmp_path: Path, text: str, key: str) -> None:
+    """`sweep run` of spec `text`: exit 2, one line `kdfair: error:` naming `key`, nothing made
+    (neither the sweep folder nor the toy)."""
+    spec = write(tmp_path, text)
     out = tmp_path / "sweep"
     res = cli.invoke(app, ["sweep", "run", str(spec), "-o", str(out)])
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("kdfair: error:"), res.stderr
     assert key in lines[0], lines[0]
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "toy").exists()
 
 
 def test_missing_inputs_without_generate_are_named(tmp_path) -> None:

@@ -26,7 +26,7 @@ from kdfair_cli.io.atomic import write_text_atomic
 from kdfair_cli.metrics.multiple_testing import adjust_pvalues
 from kdfair_cli.metrics.paired import welch_seeds
 from kdfair_cli.sweep.report_frame import (
-    ALPHA, LABELS, Report, in_model_order, missing_cells, open_report, save_figure, write_frames,
+    ALPHA, LABELS, Report, delta_cell, in_model_order, missing_cells, open_report, save_figure, write_frames,
 )
 from kdfair_cli.sweep.runner import cells_from_json, read_sweep_json
 
@@ -215,11 +215,7 @@ def deltas_markdown(d: pd.DataFrame) -> str:
         by = g.set_index("metric")
         cells = [f"{t:g}"]
         for m in metrics:
-            r = by.loc[m]
-            digits = 4 if m == "individual_fairness" else 2
-            p = "n/a" if pd.isna(r["p"]) else f"{r['p']:.3f}"
-            star = "*" if not pd.isna(r["p_holm"]) and r["p_holm"] < ALPHA else ""
-            cells.append("-" if pd.isna(r["delta"]) else f"{r['delta']:+.{digits}f} (p {p}){star}")
+            cells.append(delta_cell(by.loc[m], 4 if m == "individual_fairness" else 2, ".3f"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

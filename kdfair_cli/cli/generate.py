@@ -54,8 +54,8 @@ def command(
     from kdfair_cli.io.atomic import check_writable, register_input
     from kdfair_cli.llm.answers import parse_think_tags
     from kdfair_cli.llm.generate import (ENGINES, SIDECAR_SUFFIX, Sampling, check_model_dir, generate_bbq, generate_corpus,
-                                         has_chat_template, import_vllm,
-                                         load_for_generation, make_engine, sample_paths, write_generation_file)
+                                         has_chat_template, import_vllm, open_engine, sample_paths,
+                                         write_generation_file)
 
     if dataset not in ("bbq", "corpus"):
         raise KdfairError(f"--dataset must be bbq or corpus, got {dataset!r}")
@@ -82,9 +82,8 @@ def command(
     if samples > 1 and temperature == 0:
         console.print(f"[yellow]warning:[/] --samples {samples} at --temperature 0 (greedy) gives {samples} "
                       "identical runs")
-    lm = load_for_generation(model_dir, device, engine)
-    eng = make_engine(engine, model_dir, lm, batch_size=batch_size, seed=seed,
-                      tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size)
+    lm, eng = open_engine(model_dir, engine=engine, device=device, batch_size=batch_size, seed=seed,
+                          tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size)
     if dataset == "corpus":
         prov = generate_corpus(model_dir, data, out, sampling=sampling, engine=eng, lm=lm, chat=chat)
         console.print(f"{model_dir} on {data}: {prov['n_prompts']} prompts x {samples} at T={temperature:g} "

@@ -262,6 +262,15 @@ def load_for_generation(model_dir: str | Path, device: str, engine: str) -> Any:
     return tokenizer_only(model_dir)
 
 
+def open_engine(model_dir: str | Path, *, engine: str = "hf", device: str = "auto", batch_size: int = 16,
+                seed: int = 0, tensor_parallel_size: int = 1, data_parallel_size: int = 1) -> tuple[Any, Engine]:
+    """(the model, or for vllm its tokenizer and provenance; the engine that generates with it):
+    what `kdfair generate` and a sweep's generation cells both start from."""
+    lm = load_for_generation(model_dir, device, engine)
+    return lm, make_engine(engine, model_dir, lm, batch_size=batch_size, seed=seed,
+                           tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size)
+
+
 @dataclass
 class TokenizerOnly:
     """What the vLLM path needs of the model here (vLLM loads the weights itself)."""

@@ -34,6 +34,16 @@ class Report:
     conclusions: list[str]
 
 
+def delta_cell(row: pd.Series, digits: int, p_format: str) -> str:
+    """A deltas row as a table cell, '+Δ (p P)' with * when its Holm-adjusted p < ALPHA; '-' when
+    Δ is undefined."""
+    if pd.isna(row["delta"]):
+        return "-"
+    p = "n/a" if pd.isna(row["p"]) else format(row["p"], p_format)
+    star = "*" if not pd.isna(row["p_holm"]) and row["p_holm"] < ALPHA else ""
+    return f"{row['delta']:+.{digits}f} (p {p}){star}"
+
+
 def in_model_order(frame: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
     """Rows in the report's order: teacher, NDS, DS, each by `by` (NaN first)."""
     if frame.empty:

@@ -75,8 +75,8 @@ def build_llm_cells(spec: LLMSweepSpec) -> list[Cell]:
                            "temperatures": spec.temperatures, "max_length": spec.setting("ds", "max_length"),
                            "batch_size": spec.setting("ds", "batch_size")},
                           deps=list(teacher_deps), outputs=["cache/cache.json"]))
-    prompts = {"prompts": str(spec.prompts) if spec.prompts else None, "corpus": data}
     if sequence:
+        prompts = {"prompts": str(spec.prompts) if spec.prompts else None, "corpus": data}
         for t in spec.temperatures:
             for seed in spec.seeds:
                 cells.append(Cell(gen_id(t, seed), "lm-generate", "cache",

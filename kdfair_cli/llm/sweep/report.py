@@ -24,7 +24,7 @@ from kdfair_cli.api.bias_score import bias_score
 from kdfair_cli.io.atomic import write_text_atomic
 from kdfair_cli.metrics.multiple_testing import adjust_pvalues
 from kdfair_cli.sweep.report_frame import (
-    ALPHA, LABELS, Report, in_model_order, missing_cells, open_report, save_figure, write_frames,
+    ALPHA, LABELS, Report, delta_cell, in_model_order, missing_cells, open_report, save_figure, write_frames,
 )
 from kdfair_cli.sweep.runner import cells_from_json, read_sweep_json
 
@@ -182,11 +182,7 @@ def deltas_markdown(d: pd.DataFrame, against: str = "nds") -> str:
     for t, g in d.groupby("temperature", sort=True):
         by = g.set_index("metric")
         cells = [f"{t:g}"]
-        for m in METRICS:
-            r = by.loc[m]
-            star = "*" if not pd.isna(r["p_holm"]) and r["p_holm"] < ALPHA else ""
-            p = "n/a" if pd.isna(r["p"]) else f"{r['p']:.3g}"
-            cells.append("-" if pd.isna(r["delta"]) else f"{r['delta']:+.3f} (p {p}){star}")
+        cells += [delta_cell(by.loc[m], 3, ".3g") for m in METRICS]
         if share:
             part = by.loc["bias_ambig", "share_of_teacher"]
             cells.append("-" if pd.isna(part) else f"{part:.0%}")

@@ -109,7 +109,7 @@ def lm_generate_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: st
     provenance sidecar): its responses to data.prompts, or to the prompts of data.corpus (the
     NDS's corpus, so that NDS and DS see the same prompts and differ in whose answers they learn)."""
     from kdfair_cli.io.jsonl import json_lines
-    from kdfair_cli.llm.generate import generate_corpus, load_for_generation, make_engine
+    from kdfair_cli.llm.generate import generate_corpus, open_engine
     from kdfair_cli.llm.sequence import corpus_file
 
     conf, d = cell.config, cell.dir(sweep_dir)
@@ -125,8 +125,7 @@ def lm_generate_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: st
         write_text_atomic(prompts, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     teacher = teacher_dir(spec, sweep_dir)
     sampling = spec.sampling(conf["temperature"], conf["seed"])
-    lm = load_for_generation(teacher, device, "hf")
-    engine = make_engine("hf", teacher, lm, batch_size=spec.setting("ds", "batch_size"), seed=sampling.seed)
+    lm, engine = open_engine(teacher, device=device, batch_size=spec.setting("ds", "batch_size"), seed=sampling.seed)
     prov = generate_corpus(teacher, prompts, d / GENERATED, sampling=sampling, engine=engine, lm=lm,
                            chat=spec.generation.get("chat") if spec.generation else None)
     return {"n_prompts": prov["n_prompts"], "n_lines": prov["n_lines"]}
@@ -135,13 +134,11 @@ def lm_generate_work(spec: LLMSweepSpec, cell: Cell, sweep_dir: Path, device: st
 def _generation_audit(spec: LLMSweepSpec, model: Path, audit: dict[str, Any], device: str, out: Path) -> None:
     """A generation audit (`kdfair generate MODEL --dataset bbq`), greedy by default: one run."""
     from kdfair_cli.llm.answers import parse_think_tags
-    from kdfair_cli.llm.generate import (Sampling, generate_bbq, load_for_generation, make_engine,
-                                         write_generation_file)
+    from kdfair_cli.llm.generate import Sampling, generate_bbq, open_engine, write_generation_file
 
     sampling = Sampling(max_new_tokens=audit["max_new_tokens"], temperature=audit["temperature"],
                         seed=audit["seed"])
-    lm = load_for_generation(model, device, "hf")
-    engine = make_engine("hf", model, lm, batch_size=audit["batch_size"], seed=sampling.seed)
+    lm, engine = open_engine(model, device=device, batch_size=audit["batch_size"], seed=sampling.seed)
     (run,) = generate_bbq(model, spec.bbq, sampling=sampling, engine=engine, lm=lm, chat=audit["chat"],
                           think_tags=parse_think_tags(audit["think_tags"]), template=audit["prompt_template"])
     write_generation_file(out, run)
